@@ -1,0 +1,111 @@
+"""The `workbench` command: a dict of subcommands, each a thin adapter from arguments to a core function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workbench.config import ConfigError, load_config
+from workbench.data.loaders import BadInputError
+from workbench.models import ModelNotAvailable
+from workbench.workspace import check_name
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from workbench.data.prepare import prepare
+
+    report = prepare(
+        args.name,
+        corpus=args.corpus,
+        qa=args.qa,
+        config=load_config(args.config),
+        home=args.home,
+        skip_bad_rows=args.skip_bad_rows,
+    )
+    _print_prepare_summary(report)
+    return 0
+
+
+def _print_prepare_summary(report: dict) -> None:
+    docs, dupes, sizes = report["documents"], report["duplicates"], report["splits"]["sizes"]
+    pii = dict(report["pii"]["documents"])
+    print(
+        f"prepared {report['name']}: {docs['kept']} documents kept of {docs['loaded']} "
+        f"({len(report['files']['skipped'])} files skipped, {len(dupes['exact'])} exact and {len(dupes['near'])} near "
+        f"duplicates removed, PII {pii or 'none'}); splits train {sizes['train']} / val {sizes['val']} / "
+        f"test {sizes['test']}; leakage {report['leakage']['count']}"
+    )
+
+
+def _demo_inputs() -> tuple[Path, Path]:
+    corpus, qa = DEMO_DIR / "corpus", DEMO_DIR / "qa.jsonl"
+    if not corpus.is_dir() or not qa.is_file():
+        raise BadInputError(f"{DEMO_DIR}: the shipped demo is missing; run from a checkout of the workbench repository")
+    return corpus, qa
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Prepare the shipped demo (when not prepared yet) and serve it."""
+    from workbench.data.prepare import prepare
+    from workbench.workspace import run_paths
+
+    if not run_paths("demo", args.home).quality_json.exists():
+        corpus, qa = _demo_inputs()
+        _print_prepare_summary(prepare("demo", corpus=[corpus], qa=qa, config=load_config(args.config), home=args.home))
+    args.name = "demo"
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from workbench.ui.app import launch
+
+    launch(home=args.home, name=args.name, host=args.host, port=args.port, config=load_config(args.config))
+    return 0
+
+
+def _add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", help="workspace folder (default: $WORKBENCH_HOME or the current folder)")
+    common.add_argument("--config", help="YAML config file (default: built-in defaults; see configs/)")
+
+    prepare = commands.add_parser("prepare", parents=[common], help="clean, dedup, redact and split a corpus")
+    prepare.add_argument("--name", required=True, type=check_name, help="run name: outputs go to HOME/runs/NAME/")
+    prepare.add_argument(
+        "--corpus", required=True, action="append", help="folder or file (.md .txt .html .pdf .jsonl .csv); repeatable"
+    )
+    prepare.add_argument("--qa", help="QA set (.jsonl or .csv with question,answer[,doc_id,type,paraphrases])")
+    prepare.add_argument("--skip-bad-rows", action="store_true", help="skip malformed JSONL/CSV rows instead of failing")
+
+    serve = commands.add_parser("serve", parents=[common], help="start the web app")
+    serve.add_argument("--name", type=check_name, help="run to open (default: the first run in HOME/runs)")
+    _add_serve_options(serve)
+
+    demo = commands.add_parser("demo", parents=[common], help="prepare the shipped demo, then serve it")
+    _add_serve_options(demo)
+    return parser
+
+
+COMMANDS = {"prepare": _prepare, "serve": _serve, "demo": _demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (BadInputError, ConfigError, ModelNotAvailable) as exc:
+        print(f"workbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Typed configuration: one docstring per field, loaded from YAML and validated with messages that name the field.
+
+Every YAML file in `configs/` maps onto `Config`; unknown keys are errors, so a typo never silently falls back to a
+default. The field docstrings double as help text (pydantic keeps them as descriptions for the UI's forms).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PII_KINDS = ("email", "phone", "card", "iban", "national_id")
+
+
+class ConfigError(ValueError):
+    """A config file or value is invalid; the message lists every problem with its field path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    base: str = "smollm2-135m-instruct"
+    """Base chat model: a packaged short name, a local Hugging Face folder, a .gguf file, or a hub id."""
+    embedder: str = "all-minilm-l6-v2"
+    """Sentence embedder for retrieval and similarity: a packaged short name or a local sentence-transformers folder."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where models run. `auto` picks CUDA with bf16 when a GPU is present, else CPU with fp32."""
+
+
+class SplitRatios(_Section):
+    train: float = Field(0.8, ge=0, le=1)
+    """Share of QA groups used for training."""
+    val: float = Field(0.1, ge=0, le=1)
+    """Share of QA groups used for validation during fine-tuning."""
+    test: float = Field(0.1, ge=0, le=1)
+    """Share of QA groups held out for evaluation; never seen in training."""
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitRatios:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must sum to 1, got {total:g}")
+        return self
+
+
+class PrepareConfig(_Section):
+    seed: int = 13
+    """Seed of the train/val/test split; the same seed and inputs give the same split."""
+    split: SplitRatios = SplitRatios()
+    """Split ratios, applied to groups of near-duplicate questions and stratified by question type."""
+    shingle_words: int = Field(5, ge=1, le=20)
+    """Words per shingle when comparing documents for near-duplicates."""
+    near_dup_threshold: float = Field(0.5, gt=0, le=1)
+    """Documents whose shingle Jaccard similarity is at least this are near-duplicates; the later one is dropped."""
+    question_group_threshold: float = Field(0.55, gt=0, le=1)
+    """Questions (or paraphrases) at least this similar (character 4-gram Jaccard) share a group and a split."""
+    leakage_threshold: float = Field(0.55, gt=0, le=1)
+    """A test question at least this similar to a training question is reported as leakage."""
+    boilerplate_min_docs: int = Field(3, ge=2)
+    """A line repeated in at least this many documents (and the share below) is boilerplate and removed."""
+    boilerplate_min_fraction: float = Field(0.1, gt=0, le=1)
+    """Minimum share of documents a repeated line must appear in to count as boilerplate."""
+    redact: list[Literal["email", "phone", "card", "iban", "national_id"]] = list(PII_KINDS)
+    """PII kinds replaced by typed placeholders such as `[EMAIL]` in the corpus and the QA set."""
+    min_doc_words: int = Field(5, ge=0)
+    """Documents with fewer words after cleaning are skipped (reported in the quality report)."""
+    passage_words: int = Field(180, ge=20)
+    """Without a QA file: approximate length of the corpus passages turned into training examples."""
+
+
+class Config(_Section):
+    model: ModelConfig = ModelConfig()
+    """Which models to use and where they run."""
+    prepare: PrepareConfig = PrepareConfig()
+    """How `workbench prepare` cleans, deduplicates, redacts and splits the data."""
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate a YAML config; no path gives the defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found (see configs/ for examples)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    return config_from_dict(data, source=str(path))
+
+
+def config_from_dict(data: dict, source: str = "config") -> Config:
+    """Validate a plain dict; every problem is reported at once, each with its dotted field path."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+            problems.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"{source}: {len(problems)} invalid setting(s):\n" + "\n".join(problems)) from None

@@ -1,0 +1,262 @@
+"""`workbench prepare`: corpus (+ QA) -> clean documents, leak-free chat splits, a quality report and a manifest.
+
+Stages run in this order, each feeding the quality report: load -> repair text -> strip boilerplate -> redact PII
+-> drop short, exact-duplicate and near-duplicate documents -> QA (or corpus-derived) examples -> grouped,
+stratified split -> leakage check. All outputs are computed before the first one is written, and each is written
+atomically, so a failed run leaves the previous outputs untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tqdm import tqdm
+
+from workbench import __version__
+from workbench.config import Config
+from workbench.data import clean, dedup, pii, split
+from workbench.data.examples import corpus_examples, qa_example
+from workbench.data.loaders import BadInputError, load_corpus, load_qa
+from workbench.data.quality import quality_markdown
+from workbench.records import Document, Example, QAPair
+from workbench.workspace import (
+    file_sha256,
+    package_versions,
+    read_json,
+    run_paths,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
+
+
+def prepare(
+    name: str,
+    corpus: list[str | Path],
+    qa: str | Path | None = None,
+    config: Config | None = None,
+    home: str | Path | None = None,
+    skip_bad_rows: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Prepare run `name` from the corpus paths (folders or files) and an optional QA file; returns the quality report."""
+    config = config or Config()
+    settings = config.prepare
+    paths = run_paths(name, home)
+    started = time.perf_counter()
+
+    docs, load_report = load_corpus(corpus, skip_bad_rows=skip_bad_rows, progress=progress)
+    input_files = sorted(set(load_report.files_read))
+    report: dict = {
+        "name": name,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": {"read": len(load_report.files_read), "skipped": load_report.skipped},
+    }
+    docs = _clean_documents(docs, settings, report, progress)
+    if not docs:
+        reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in load_report.skipped[:5])
+        raise BadInputError(
+            f"{', '.join(map(str, corpus))}: no usable documents ({len(load_report.files_read)} file(s) read, "
+            f"{len(load_report.skipped)} skipped{': ' + reasons if reasons else ''}). Point --corpus at a folder of "
+            ".md/.txt/.html/.pdf files or a .jsonl/.csv with id,title,text"
+        )
+
+    if qa is not None:
+        examples, qa_info = _qa_examples(qa, docs, report["duplicates"], settings, skip_bad_rows)
+        report["qa"] = qa_info
+    else:
+        examples = _corpus_examples(docs, settings)
+        report["qa"] = None
+    by_split = {name: [e for e in examples if e.split == name] for name in split.SPLITS}
+    report["examples"] = {
+        "origin": "qa" if qa is not None else "corpus",
+        "by_kind": dict(Counter(e.example.kind for e in examples)),
+    }
+    report["splits"] = {
+        "sizes": {name: len(rows) for name, rows in by_split.items()},
+        "by_type": {name: dict(Counter(e.example.type or e.example.kind for e in rows)) for name, rows in by_split.items()},
+    }
+    report["leakage"] = _leakage(by_split["test"], by_split["train"], settings.leakage_threshold)
+    report["seconds"] = round(time.perf_counter() - started, 3)
+
+    outputs = {
+        **{paths.split(name): [e.example.to_dict() for e in rows] for name, rows in by_split.items()},
+        paths.documents: [doc.to_dict() for doc in docs],
+    }
+    for path, rows in outputs.items():
+        write_jsonl_atomic(path, rows)
+    write_json_atomic(paths.quality_json, report)
+    write_text_atomic(paths.quality_md, quality_markdown(report))
+    _write_manifest(paths, config, corpus, qa, input_files, list(outputs), report)
+    return report
+
+
+class _Split:
+    """An example and the split it was assigned to."""
+
+    __slots__ = ("example", "split")
+
+    def __init__(self, example: Example, split_name: str) -> None:
+        self.example, self.split = example, split_name
+
+
+def _clean_documents(docs: list[Document], settings, report: dict, progress: bool) -> list[Document]:
+    mojibake = []
+    for doc in tqdm(docs, desc="clean", unit="doc", disable=not progress):
+        doc.text, had_mojibake = clean.repair_text(doc.text)
+        doc.title = clean.repair_text(doc.title)[0]
+        if had_mojibake:
+            mojibake.append(doc.id)
+    boilerplate = clean.find_boilerplate(
+        [doc.text for doc in docs], settings.boilerplate_min_docs, settings.boilerplate_min_fraction
+    )
+    lines_removed = 0
+    pii_counts: Counter[str] = Counter()
+    for doc in docs:
+        doc.text, removed = clean.strip_lines(doc.text, boilerplate)
+        lines_removed += removed
+        doc.text, counts = pii.redact(doc.text, settings.redact)
+        doc.title, title_counts = pii.redact(doc.title, settings.redact)
+        pii_counts.update(counts + title_counts)
+    too_short = [doc.id for doc in docs if len(doc.text.split()) < settings.min_doc_words]
+    docs = [doc for doc in docs if len(doc.text.split()) >= settings.min_doc_words]
+
+    exact = dedup.exact_duplicates([doc.text for doc in docs])
+    exact_rows = [{"removed": docs[i].id, "kept": docs[j].id} for i, j in exact.items()]
+    docs = [doc for i, doc in enumerate(docs) if i not in exact]
+    near = dedup.near_duplicates([doc.text for doc in docs], settings.near_dup_threshold, settings.shingle_words)
+    near_rows = [
+        {"removed": docs[i].id, "kept": docs[j].id, "similarity": round(score, 3)} for i, (j, score) in near.items()
+    ]
+    docs = [doc for i, doc in enumerate(docs) if i not in near]
+
+    words = [len(doc.text.split()) for doc in docs]
+    report["documents"] = {
+        "loaded": len(docs) + len(too_short) + len(exact_rows) + len(near_rows),
+        "kept": len(docs),
+        "too_short": too_short,
+        "words": _summary(words),
+        "characters": sum(len(doc.text) for doc in docs),
+    }
+    report["cleaning"] = {
+        "mojibake_repaired": mojibake,
+        "boilerplate_lines": [{"line": line, "documents": n} for line, n in boilerplate.items()],
+        "boilerplate_lines_removed": lines_removed,
+    }
+    report["duplicates"] = {"exact": exact_rows, "near": near_rows}
+    report["pii"] = {"documents": dict(pii_counts)}
+    return docs
+
+
+def _summary(values: list[int]) -> dict:
+    if not values:
+        return {"total": 0, "min": 0, "median": 0, "max": 0}
+    return {"total": sum(values), "min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def _qa_examples(qa, docs: list[Document], duplicates: dict, settings, skip_bad_rows: bool):
+    pairs, qa_report = load_qa(qa, skip_bad_rows=skip_bad_rows)
+    pii_counts: Counter[str] = Counter()
+    for pair in pairs:
+        pair.question, c1 = pii.redact(clean.repair_text(pair.question)[0], settings.redact)
+        pair.answer, c2 = pii.redact(clean.repair_text(pair.answer)[0], settings.redact)
+        redacted = [pii.redact(clean.repair_text(p)[0], settings.redact) for p in pair.paraphrases]
+        pair.paraphrases = [text for text, _ in redacted]
+        pii_counts.update(c1 + c2 + sum((counts for _, counts in redacted), Counter()))
+    remapped, unknown = _remap_doc_ids(pairs, docs, duplicates)
+
+    groups = split.group_similar([pair.questions() for pair in pairs], settings.question_group_threshold)
+    names = split.assign_splits(groups, [pair.type for pair in pairs], settings.split.model_dump(), settings.seed)
+    examples = [_Split(qa_example(pair, group), name) for pair, group, name in zip(pairs, groups, names)]
+    covered = {doc_id for pair in pairs for doc_id in pair.doc_ids}
+    info = {
+        "file": str(qa),
+        "pairs": len(pairs),
+        "skipped": qa_report.skipped,
+        "by_type": dict(Counter(pair.type or "untyped" for pair in pairs)),
+        "paraphrases": sum(len(pair.paraphrases) for pair in pairs),
+        "groups": len(set(groups)),
+        "pii": dict(pii_counts),
+        "doc_ids_remapped": remapped,
+        "unknown_doc_ids": unknown,
+        "documents_without_questions": sorted(doc.id for doc in docs if doc.id not in covered),
+    }
+    return examples, info
+
+
+def _remap_doc_ids(pairs: list[QAPair], docs: list[Document], duplicates: dict) -> tuple[list[dict], list[dict]]:
+    """Point QA pairs at the kept copy of a removed duplicate; list references to documents that don't exist."""
+    kept_for = {row["removed"]: row["kept"] for kind in ("exact", "near") for row in duplicates[kind]}
+    known = {doc.id for doc in docs}
+    remapped, unknown = [], []
+    for pair in pairs:
+        new_ids = []
+        for doc_id in pair.doc_ids:
+            target = kept_for.get(doc_id, doc_id)
+            while target in kept_for:
+                target = kept_for[target]
+            if target != doc_id:
+                remapped.append({"qa_id": pair.id, "from": doc_id, "to": target})
+            if target not in known:
+                unknown.append({"qa_id": pair.id, "doc_id": doc_id})
+            new_ids.append(target)
+        pair.doc_ids = new_ids
+        if pair.doc_id is not None:
+            pair.doc_id = kept_for.get(pair.doc_id, pair.doc_id)
+    return remapped, unknown
+
+
+def _corpus_examples(docs: list[Document], settings) -> list[_Split]:
+    """Without a QA file: passages become examples, split by document so no passage of a test document is trained on."""
+    names = split.assign_splits(list(range(len(docs))), [None] * len(docs), settings.split.model_dump(), settings.seed)
+    return [
+        _Split(example, name)
+        for group, (doc, name) in enumerate(zip(docs, names))
+        for example in corpus_examples(doc, settings.passage_words, group)
+    ]
+
+
+def _leakage(test: list[_Split], train: list[_Split], threshold: float) -> dict:
+    test_texts = [[e.example.question, *e.example.paraphrases] for e in test]
+    train_texts = [[e.example.question, *e.example.paraphrases] for e in train]
+    found = split.leakage(test_texts, train_texts, threshold)
+    return {
+        "threshold": threshold,
+        "count": len({t for t, _, _ in found}),
+        "pairs": [
+            {
+                "test_id": test[t].example.id,
+                "train_id": train[r].example.id,
+                "similarity": round(score, 3),
+                "test_question": test[t].example.question,
+                "train_question": train[r].example.question,
+            }
+            for t, r, score in found
+        ],
+    }
+
+
+def _write_manifest(paths, config: Config, corpus, qa, input_files, outputs, report) -> None:
+    inputs = {str(path): file_sha256(Path(path)) for path in input_files}
+    if qa is not None:
+        inputs[str(qa)] = file_sha256(Path(qa))
+    combined = hashlib.sha256("".join(f"{k}={v}\n" for k, v in sorted(inputs.items())).encode()).hexdigest()
+    manifest = read_json(paths.manifest) if paths.manifest.exists() else {"name": paths.root.name}
+    manifest["prepare"] = {
+        "created_at": report["created_at"],
+        "config": config.model_dump(mode="json"),
+        "corpus": [str(p) for p in corpus],
+        "qa": str(qa) if qa is not None else None,
+        "input_hash": combined,
+        "inputs": inputs,
+        "outputs": {str(path.relative_to(paths.root)): file_sha256(path) for path in outputs},
+        "counts": {"documents": report["documents"]["kept"], **report["splits"]["sizes"]},
+        "seconds": report["seconds"],
+        "versions": package_versions("ftfy", "datasketch", "pypdf", "beautifulsoup4") | {"workbench": __version__},
+    }
+    write_json_atomic(paths.manifest, manifest)

@@ -1,0 +1,118 @@
+"""The workspace contract: where runs, indexes and the store live, and how artifacts are written.
+
+`--home DIR` (default: `WORKBENCH_HOME`, else the current directory) holds `runs/NAME/`, `indexes/NAME/` and
+`workbench.db`. Every artifact is written to a temporary file in the same folder and renamed into place, so a
+crash never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def resolve_home(home: str | Path | None = None) -> Path:
+    return Path(home or os.environ.get("WORKBENCH_HOME") or ".").resolve()
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise ValueError(
+            f"invalid run name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run folder, `HOME/runs/NAME/`."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def split(self, name: str) -> Path:
+        return self.data / f"{name}.jsonl"
+
+    @property
+    def documents(self) -> Path:
+        return self.root / "documents.jsonl"
+
+    @property
+    def quality_json(self) -> Path:
+        return self.root / "quality.json"
+
+    @property
+    def quality_md(self) -> Path:
+        return self.root / "quality.md"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+
+def run_paths(name: str, home: str | Path | None = None) -> RunPaths:
+    return RunPaths(resolve_home(home) / "runs" / check_name(name))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary sibling and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions(*packages: str) -> dict[str, str]:
+    """Versions of Python and the given packages, for manifests that must say what produced them."""
+    found = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
