@@ -66,6 +66,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_name(value: str) -> str:
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
@@ -79,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", help="YAML config file (default: built-in defaults; see configs/)")
 
     prepare = commands.add_parser("prepare", parents=[common], help="clean, dedup, redact and split a corpus")
-    prepare.add_argument("--name", required=True, type=check_name, help="run name: outputs go to HOME/runs/NAME/")
+    prepare.add_argument("--name", required=True, type=_run_name, help="run name: outputs go to HOME/runs/NAME/")
     prepare.add_argument(
         "--corpus", required=True, action="append", help="folder or file (.md .txt .html .pdf .jsonl .csv); repeatable"
     )
@@ -87,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--skip-bad-rows", action="store_true", help="skip malformed JSONL/CSV rows instead of failing")
 
     serve = commands.add_parser("serve", parents=[common], help="start the web app")
-    serve.add_argument("--name", type=check_name, help="run to open (default: the first run in HOME/runs)")
+    serve.add_argument("--name", type=_run_name, help="run to open (default: the first run in HOME/runs)")
     _add_serve_options(serve)
 
     demo = commands.add_parser("demo", parents=[common], help="prepare the shipped demo, then serve it")

@@ -9,16 +9,17 @@ from collections import Counter
 import ftfy
 
 _SPACES = re.compile(r"[ \t\u00a0]+")
+_FTFY = ftfy.TextFixerConfig(uncurl_quotes=False, normalization="NFC")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 def repair_text(text: str) -> tuple[str, bool]:
     """Repair mojibake and normalise to NFC with tidy whitespace; also says whether mojibake was found."""
-    fixed_encoding = ftfy.fix_encoding(text)
-    had_mojibake = fixed_encoding != text
-    text = ftfy.fix_text(fixed_encoding, uncurl_quotes=False, normalization="NFC")
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    lines, had_mojibake = [], False
+    for line in unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n"):
+        fixed = ftfy.fix_and_explain(line, _FTFY)  # line by line, as ftfy.fix_text does, so one bad line stays local
+        had_mojibake |= any(step[0] == "decode" for step in fixed.explanation or ())
+        lines.append(_SPACES.sub(" ", fixed.text).strip())
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip(), had_mojibake
 
 

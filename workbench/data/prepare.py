@@ -50,7 +50,9 @@ def prepare(
     paths = run_paths(name, home)
     started = time.perf_counter()
 
+    timings: dict[str, float] = {}
     docs, load_report = load_corpus(corpus, skip_bad_rows=skip_bad_rows, progress=progress)
+    timings["load"] = time.perf_counter() - started
     input_files = sorted(set(load_report.files_read))
     report: dict = {
         "name": name,
@@ -58,6 +60,7 @@ def prepare(
         "files": {"read": len(load_report.files_read), "skipped": load_report.skipped},
     }
     docs = _clean_documents(docs, settings, report, progress)
+    timings["clean_and_dedup"] = time.perf_counter() - started - sum(timings.values())
     if not docs:
         reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in load_report.skipped[:5])
         raise BadInputError(
@@ -82,6 +85,9 @@ def prepare(
         "by_type": {name: dict(Counter(e.example.type or e.example.kind for e in rows)) for name, rows in by_split.items()},
     }
     report["leakage"] = _leakage(by_split["test"], by_split["train"], settings.leakage_threshold)
+    timings["examples_split_leakage"] = time.perf_counter() - started - sum(timings.values())
+    report["bytes_read"] = sum(Path(path).stat().st_size for path in input_files)
+    report["timings"] = {stage: round(seconds, 3) for stage, seconds in timings.items()}
     report["seconds"] = round(time.perf_counter() - started, 3)
 
     outputs = {
