@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_file import record  # noqa: E402
+from results_file import record
 
-from workbench.data.loaders import load_corpus  # noqa: E402
-from workbench.data.prepare import prepare  # noqa: E402
+from workbench.data.loaders import load_corpus
+from workbench.data.prepare import prepare
 
 DEMO = Path(__file__).resolve().parent.parent / "demo"
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
 def record(section: str, figures: dict) -> None:
-    figures = {"measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    figures = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
                "machine": f"{platform.machine()}, {_cores()} cores"} | figures
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[section] = figures

@@ -4,6 +4,7 @@ import sys
 import urllib.request
 
 from conftest import DEMO
+
 from workbench.cli import main
 from workbench.workspace import run_paths
 

@@ -1,9 +1,9 @@
 import json
 
 import pytest
+from conftest import DEMO
 from datasets import load_dataset
 
-from conftest import DEMO
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
 from workbench.data.prepare import prepare

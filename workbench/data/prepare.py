@@ -12,7 +12,7 @@ import hashlib
 import statistics
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -56,7 +56,7 @@ def prepare(
     input_files = sorted(set(load_report.files_read))
     report: dict = {
         "name": name,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": {"read": len(load_report.files_read), "skipped": load_report.skipped},
     }
     docs = _clean_documents(docs, settings, report, progress)

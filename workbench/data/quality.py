@@ -63,7 +63,7 @@ def quality_markdown(report: dict) -> str:
             "## QA set",
             f"- File: {_esc(qa['file'])}; pairs: {qa['pairs']}; paraphrases: {qa['paraphrases']}; "
             f"groups of similar questions: {qa['groups']}",
-            f"- By type: " + ", ".join(f"{_esc(k)} {v}" for k, v in sorted(qa["by_type"].items())),
+            "- By type: " + ", ".join(f"{_esc(k)} {v}" for k, v in sorted(qa["by_type"].items())),
             f"- Rows skipped: {len(qa['skipped'])}; references to unknown documents: {len(qa['unknown_doc_ids'])}; "
             f"remapped to a kept duplicate: {len(qa['doc_ids_remapped'])}",
             f"- Documents without any question: {len(qa['documents_without_questions'])}",

@@ -11,7 +11,7 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 
-from workbench.data.dedup import char_ngrams, jaccard, similar_pairs
+from workbench.data.dedup import char_ngrams, similar_pairs
 
 SPLITS = ("train", "val", "test")
 
