@@ -34,12 +34,15 @@ def test_invalid_run_name_is_a_usage_error(home):
     assert result.returncode == 2 and "invalid run name" in result.stderr
 
 
-def test_serve_binds_loopback_and_shows_the_quality_report(home):
+def test_serve_binds_loopback_shows_the_quality_report_and_chats(home):
+    from gradio_client import Client
+
     from workbench.data.prepare import prepare
     from workbench.ui.app import build_app
 
     prepare("demo", [DEMO / "corpus"], DEMO / "qa.jsonl", home=home, progress=False)
     app = build_app(home=home)
+    app.queue()
     try:
         _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
         assert url.startswith("http://127.0.0.1:")
@@ -47,5 +50,7 @@ def test_serve_binds_loopback_and_shows_the_quality_report(home):
         config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
         assert "<title>workbench</title>" in page or "workbench" in page
         assert "Data quality report: demo" in json.dumps(config)
+        reply = Client(url, verbose=False).predict("What is the capital of France? One word.", api_name="/reply")
+        assert "Paris" in reply
     finally:
         app.close()
