@@ -53,19 +53,22 @@ def main() -> None:
         report = prepare("bench", [corpus], DEMO / "qa.jsonl", home=Path(tmp) / "home", progress=False)
         prepare_s = time.perf_counter() - started
 
-    record("prepare", {
-        "scale": args.scale,
-        "documents": len(docs),
-        "megabytes": round(megabytes, 2),
-        "docs_per_s": round(len(docs) / prepare_s, 1),
-        "mb_per_s": round(megabytes / prepare_s, 3),
-        "seconds": round(prepare_s, 2),
-        "stage_seconds": report["timings"],
-        "baseline_read_docs_per_s": round(len(docs) / read_s, 1),
-        "prepare_over_read_time": round(prepare_s / read_s, 2),
-        "near_duplicates_found": len(report["duplicates"]["near"]),
-        "qa_pairs": report["qa"]["pairs"],
-    })
+    record(
+        "prepare",
+        {
+            "scale": args.scale,
+            "documents": len(docs),
+            "megabytes": round(megabytes, 2),
+            "docs_per_s": round(len(docs) / prepare_s, 1),
+            "mb_per_s": round(megabytes / prepare_s, 3),
+            "seconds": round(prepare_s, 2),
+            "stage_seconds": report["timings"],
+            "baseline_read_docs_per_s": round(len(docs) / read_s, 1),
+            "prepare_over_read_time": round(prepare_s / read_s, 2),
+            "near_duplicates_found": len(report["duplicates"]["near"]),
+            "qa_pairs": report["qa"]["pairs"],
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
 def record(section: str, figures: dict) -> None:
-    figures = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-               "machine": f"{platform.machine()}, {_cores()} cores"} | figures
+    figures = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {_cores()} cores",
+    } | figures
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[section] = figures
     tmp = RESULTS.with_suffix(".tmp")

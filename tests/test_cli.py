@@ -10,8 +10,19 @@ from workbench.workspace import run_paths
 
 
 def test_prepare_command_writes_the_run_and_prints_a_summary(home, capsys):
-    code = main(["prepare", "--name", "cli", "--corpus", str(DEMO / "corpus"), "--qa", str(DEMO / "qa.jsonl"),
-                 "--home", str(home)])
+    code = main(
+        [
+            "prepare",
+            "--name",
+            "cli",
+            "--corpus",
+            str(DEMO / "corpus"),
+            "--qa",
+            str(DEMO / "qa.jsonl"),
+            "--home",
+            str(home),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert out.startswith("prepared cli: 44 documents kept") and "leakage 0" in out
@@ -29,7 +40,8 @@ def test_bad_input_exits_2_with_the_file_and_line(home, tmp_path, capsys):
 def test_invalid_run_name_is_a_usage_error(home):
     result = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "prepare", "--name", "../escape", "--corpus", str(DEMO / "corpus")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2 and "invalid run name" in result.stderr
 

@@ -100,15 +100,23 @@ def test_missing_path_is_an_error(tmp_path):
 
 def test_qa_jsonl_and_csv(tmp_path):
     rows = [
-        {"id": "q1", "question": "What does the S2 cost?", "answer": "€1,240.", "doc_id": "s2", "type": "numeric",
-         "paraphrases": ["How much is the S2?", "Price of the S2?"]},
+        {
+            "id": "q1",
+            "question": "What does the S2 cost?",
+            "answer": "€1,240.",
+            "doc_id": "s2",
+            "type": "numeric",
+            "paraphrases": ["How much is the S2?", "Price of the S2?"],
+        },
         {"question": "Who founded it?", "answer": "Ilse and Dario.", "doc_ids": ["a", "b"], "type": "multi_doc"},
     ]
     path = _write(tmp_path / "qa.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     pairs, _ = load_qa(path)
     assert pairs[0].doc_ids == ["s2"] and pairs[0].paraphrases == ["How much is the S2?", "Price of the S2?"]
     assert pairs[1].doc_id is None and pairs[1].doc_ids == ["a", "b"] and pairs[1].id == "qa-00002"
-    csv_path = _write(tmp_path / "qa.csv", 'question,answer,paraphrases\n"Q?","A.","[""P1"", ""P2""]"\n"R?","B.",one|two\n')
+    csv_path = _write(
+        tmp_path / "qa.csv", 'question,answer,paraphrases\n"Q?","A.","[""P1"", ""P2""]"\n"R?","B.",one|two\n'
+    )
     pairs, _ = load_qa(csv_path)
     assert pairs[0].paraphrases == ["P1", "P2"] and pairs[1].paraphrases == ["one", "two"]
 
@@ -122,12 +130,17 @@ def test_qa_jsonl_and_csv(tmp_path):
     ],
 )
 def test_bad_qa_rows_name_the_line(tmp_path, row, problem):
-    path = _write(tmp_path / "qa.jsonl", json.dumps({"question": "ok?", "answer": "ok"}) + "\n" + json.dumps(row) + "\n")
+    path = _write(
+        tmp_path / "qa.jsonl", json.dumps({"question": "ok?", "answer": "ok"}) + "\n" + json.dumps(row) + "\n"
+    )
     with pytest.raises(BadInputError, match=rf"qa\.jsonl:2: {problem}"):
         load_qa(path)
 
 
 def test_duplicate_qa_ids_are_rejected(tmp_path):
-    path = _write(tmp_path / "qa.jsonl", '{"id": "x", "question": "a?", "answer": "a"}\n{"id": "x", "question": "b?", "answer": "b"}\n')
+    path = _write(
+        tmp_path / "qa.jsonl",
+        '{"id": "x", "question": "a?", "answer": "a"}\n{"id": "x", "question": "b?", "answer": "b"}\n',
+    )
     with pytest.raises(BadInputError, match="duplicate id 'x'"):
         load_qa(path)

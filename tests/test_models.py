@@ -20,6 +20,8 @@ def test_unknown_specs_fail_with_what_to_do(tmp_path):
     with pytest.raises(ModelNotAvailable, match="packaged short name"):
         resolve("./missing-folder")
     assert resolve("some-org/some-model").kind == "hub"
+    with pytest.raises(ModelNotAvailable, match="is a packaged embedder, not a causal_lm; use smollm2-135m-instruct"):
+        models.load_causal_lm("all-minilm-l6-v2")
     with pytest.raises(ModelNotAvailable, match="(?s)some-org/some-model: could not load.*packaged short name"):
         models.load_causal_lm("some-org/some-model")
 
@@ -37,9 +39,15 @@ def tiny_llama_folder(tmp_path):
     """A 2-layer random-init Llama saved as safetensors with the packaged model's tokenizer and chat template."""
     tokenizer = AutoTokenizer.from_pretrained(models._dequantised_folder(resolve("smollm2-135m-instruct")))
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny")
@@ -58,7 +66,9 @@ def test_local_folder_loads_once_per_process_and_generates(tiny_llama_folder):
 def test_packaged_model_answers_offline(monkeypatch):
     """End to end on the real packaged model, with the hub switched off."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    reply = models.chat([{"role": "user", "content": "What is the capital of France? Answer in one word."}], max_new_tokens=12)
+    reply = models.chat(
+        [{"role": "user", "content": "What is the capital of France? Answer in one word."}], max_new_tokens=12
+    )
     assert "Paris" in reply
     cached = models._dequantised_folder(resolve("smollm2-135m-instruct"))
     assert (cached / "model.safetensors").is_file() and not list(cached.glob("*.bin"))

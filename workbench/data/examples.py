@@ -80,7 +80,7 @@ def corpus_examples(doc: Document, max_words: int, group: int) -> list[Example]:
         where = f"{doc.title} — {heading}" if heading and heading != doc.title else doc.title
         for passage in passages(body, max_words):
             n += 1
-            question = f"What does \"{where}\" say?"
+            question = f'What does "{where}" say?'
             examples.append(_corpus_example(doc, group, f"{doc.id}#s{n}", "section_qa", question, passage))
             words = passage.split()
             if len(words) >= 40:

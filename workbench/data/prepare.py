@@ -12,6 +12,7 @@ import hashlib
 import statistics
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,7 +83,9 @@ def prepare(
     }
     report["splits"] = {
         "sizes": {name: len(rows) for name, rows in by_split.items()},
-        "by_type": {name: dict(Counter(e.example.type or e.example.kind for e in rows)) for name, rows in by_split.items()},
+        "by_type": {
+            name: dict(Counter(e.example.type or e.example.kind for e in rows)) for name, rows in by_split.items()
+        },
     }
     report["leakage"] = _leakage(by_split["test"], by_split["train"], settings.leakage_threshold)
     timings["examples_split_leakage"] = time.perf_counter() - started - sum(timings.values())
@@ -102,13 +105,12 @@ def prepare(
     return report
 
 
+@dataclass
 class _Split:
     """An example and the split it was assigned to."""
 
-    __slots__ = ("example", "split")
-
-    def __init__(self, example: Example, split_name: str) -> None:
-        self.example, self.split = example, split_name
+    example: Example
+    split: str
 
 
 def _clean_documents(docs: list[Document], settings, report: dict, progress: bool) -> list[Document]:

@@ -46,7 +46,9 @@ def quality_markdown(report: dict) -> str:
         "",
     ]
     if cleaning["boilerplate_lines"]:
-        out += _table(["boilerplate line", "documents"], [[b["line"], b["documents"]] for b in cleaning["boilerplate_lines"]])
+        out += _table(
+            ["boilerplate line", "documents"], [[b["line"], b["documents"]] for b in cleaning["boilerplate_lines"]]
+        )
     out += ["## Duplicates", f"- Exact: {len(dupes['exact'])}", f"- Near: {len(dupes['near'])}", ""]
     rows = [[d["removed"], d["kept"], "exact"] for d in dupes["exact"]]
     rows += [[d["removed"], d["kept"], f"near ({d['similarity']})"] for d in dupes["near"]]
