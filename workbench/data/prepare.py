@@ -45,7 +45,7 @@ def prepare(
     skip_bad_rows: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Prepare run `name` from the corpus paths (folders or files) and an optional QA file; returns the quality report."""
+    """Prepare run `name` from corpus folders or files and an optional QA file; returns the quality report."""
     config = config or Config()
     settings = config.prepare
     paths = run_paths(name, home)
