@@ -1,6 +1,5 @@
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from workbench import models
 from workbench.models import ModelNotAvailable, resolve
@@ -32,27 +31,6 @@ def test_cpu_is_fp32_and_cuda_request_without_gpu_is_clear():
     assert models.pick_device("auto") == ("cpu", torch.float32)
     with pytest.raises(ModelNotAvailable, match="no CUDA GPU"):
         models.pick_device("cuda")
-
-
-@pytest.fixture
-def tiny_llama_folder(tmp_path):
-    """A 2-layer random-init Llama saved as safetensors with the packaged model's tokenizer and chat template."""
-    tokenizer = AutoTokenizer.from_pretrained(models._dequantised_folder(resolve("smollm2-135m-instruct")))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    return tmp_path / "tiny"
 
 
 def test_local_folder_loads_once_per_process_and_generates(tiny_llama_folder):

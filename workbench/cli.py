@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from workbench.config import ConfigError, load_config
@@ -26,6 +28,31 @@ def _prepare(args: argparse.Namespace) -> int:
         skip_bad_rows=args.skip_bad_rows,
     )
     _print_prepare_summary(report)
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from workbench.finetune import finetune
+
+    stop = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        print("\nstop requested: finishing the current step (Ctrl-C again to abort)", file=sys.stderr)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, request_stop)
+    summary = finetune(
+        args.name, load_config(args.config), args.home, max_steps=args.max_steps, resume=args.resume, stop=stop
+    )
+    forgetting = summary["forgetting"]
+    print(
+        f"finetuned {args.name}: {summary['outcome']} after {summary['steps']} steps "
+        f"in {summary['train_seconds']:.0f} s; "
+        f"best val loss {summary['best_val_loss']:.4f} at step {summary['best_step']}; "
+        f"{summary['tokens_per_s']:.0f} tokens/s"
+        + (f"; general-text perplexity {forgetting['change_pct']:+.1f}%" if forgetting else "")
+    )
     return 0
 
 
@@ -95,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad-rows", action="store_true", help="skip malformed JSONL/CSV rows instead of failing"
     )
 
+    tune = commands.add_parser("finetune", parents=[common], help="train a LoRA adapter on a prepared run")
+    tune.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
+    tune.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides the config)")
+    tune.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+
     serve = commands.add_parser("serve", parents=[common], help="start the web app")
     serve.add_argument("--name", type=_run_name, help="run to open (default: the first run in HOME/runs)")
     _add_serve_options(serve)
@@ -104,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"prepare": _prepare, "serve": _serve, "demo": _demo}
+COMMANDS = {"prepare": _prepare, "finetune": _finetune, "serve": _serve, "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,11 +73,63 @@ class PrepareConfig(_Section):
     """Without a QA file: approximate length of the corpus passages turned into training examples."""
 
 
+class FinetuneConfig(_Section):
+    recipe: Literal["qa", "qa+docs", "paraphrase"] = "paraphrase"
+    """Training data: `qa` the train split's pairs; `qa+docs` plus corpus passages as continuation examples;
+    `paraphrase` each pair also under every reworded question the QA file provides."""
+    system_prompt: str = "You are a helpful assistant. Answer briefly and only with facts you know."
+    """System message of every training and chat prompt; the variants use the same one."""
+    lora_r: int = Field(16, ge=1)
+    """LoRA rank."""
+    lora_alpha: int = Field(32, ge=1)
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    """Dropout on the LoRA path during training."""
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    """Names of the linear layers that get LoRA adapters."""
+    learning_rate: float = Field(1e-3, gt=0)
+    """Peak learning rate after warmup."""
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    """Share of the steps spent warming the learning rate up from 0; cosine decay follows."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay on the LoRA weights."""
+    epochs: float = Field(3.0, gt=0)
+    """Passes over the training examples (the number of steps follows unless `max_steps` is set)."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps (overrides `epochs`)."""
+    batch_size: int = Field(8, ge=1)
+    """Examples per micro-batch; batches group examples of similar length so little compute goes to padding."""
+    gradient_accumulation: int = Field(1, ge=1)
+    """Micro-batches per optimizer step."""
+    max_length: int = Field(384, ge=16)
+    """Longest example in tokens; longer ones are truncated from the end."""
+    eval_every: int = Field(20, ge=1)
+    """Evaluate on the val split every this many steps (and at the end)."""
+    checkpoint_every: int = Field(20, ge=1)
+    """Write a resumable checkpoint every this many steps."""
+    patience: int = Field(3, ge=1)
+    """Stop early after this many evaluations without a new best val loss."""
+    spike_factor: float = Field(2.0, gt=1)
+    """A train loss above this many times its moving average is reported as a spike."""
+    spike_window: int = Field(10, ge=2)
+    """Steps in the moving average used for spike detection."""
+    overfit_evals: int = Field(2, ge=1)
+    """Val loss rising for this many evaluations while train loss falls is reported as overfitting."""
+    forgetting_warn_pct: float = Field(10.0, ge=0)
+    """Warn when perplexity on the general-text probe rises by more than this percentage."""
+    general_text: str | None = None
+    """General prose for the forgetting probe; default: the shipped demo/general.txt."""
+    seed: int = 13
+    """Seed for LoRA initialisation, data order and dropout."""
+
+
 class Config(_Section):
     model: ModelConfig = ModelConfig()
     """Which models to use and where they run."""
     prepare: PrepareConfig = PrepareConfig()
     """How `workbench prepare` cleans, deduplicates, redacts and splits the data."""
+    finetune: FinetuneConfig = FinetuneConfig()
+    """How `workbench finetune` trains the LoRA adapter."""
 
 
 def load_config(path: str | Path | None = None) -> Config:

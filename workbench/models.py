@@ -159,9 +159,8 @@ def _dequantised_folder(source: ModelSource) -> Path:
     return target
 
 
-@functools.lru_cache(maxsize=4)
-def load_causal_lm(spec: str, device: str = "auto"):
-    """(model, tokenizer) in eval mode on the chosen device; cached, so each spec loads once per process."""
+def fresh_causal_lm(spec: str, device: str = "auto"):
+    """A newly loaded (model, tokenizer), not shared: for training, which wraps the model in place."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _require_kind(spec, "causal_lm")
@@ -185,6 +184,12 @@ def load_causal_lm(spec: str, device: str = "auto"):
     tokenizer.padding_side = "left"
     model.to(device_name).eval()
     return model, tokenizer
+
+
+@functools.lru_cache(maxsize=4)
+def load_causal_lm(spec: str, device: str = "auto"):
+    """(model, tokenizer) in eval mode on the chosen device, shared: each spec loads once per process."""
+    return fresh_causal_lm(spec, device)
 
 
 @functools.lru_cache(maxsize=2)

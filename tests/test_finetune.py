@@ -1,0 +1,122 @@
+import csv
+import json
+import threading
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+
+from conftest import DEMO
+from workbench.config import Config
+from workbench.data.prepare import prepare
+from workbench.finetune import METRIC_COLUMNS, finetune
+from workbench.models import fresh_causal_lm
+from workbench.train_data import IGNORE, encode, length_grouped_batches, recipe_conversations
+from workbench.workspace import read_json, run_paths
+
+
+@pytest.fixture(scope="module")
+def prepared_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    prepare("demo", [DEMO / "corpus"], DEMO / "qa.jsonl", home=home, progress=False)
+    return home
+
+
+def _config(tiny_llama_folder, **finetune):
+    settings = {"batch_size": 16, "eval_every": 2, "checkpoint_every": 2, "learning_rate": 5e-3} | finetune
+    return Config.model_validate({"model": {"base": str(tiny_llama_folder)}, "finetune": settings})
+
+
+def test_labels_mask_every_prompt_token(tiny_llama_folder):
+    _, tokenizer = fresh_causal_lm(str(tiny_llama_folder))
+    conversation = [
+        {"role": "user", "content": "What does the Skylark S2 cost?"},
+        {"role": "assistant", "content": "It costs €1,240."},
+    ]
+    item = encode(conversation, tokenizer, "Be brief.", max_length=512)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, conversation[0]],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+    )
+    assert item.labels[: len(prompt)] == [IGNORE] * len(prompt)
+    reply = item.labels[len(prompt) :]
+    assert IGNORE not in reply and tokenizer.decode(reply).startswith("It costs €1,240.<|im_end|>")
+    with pytest.raises(ValueError, match="must end with an assistant message"):
+        encode(conversation[:1], tokenizer, None, 512)
+
+
+def test_length_grouped_batches_cover_everything_once_and_group_lengths():
+    lengths = [(i * 37) % 200 + 10 for i in range(500)]
+    batches = length_grouped_batches(lengths, 8, seed=3)
+    assert sorted(i for batch in batches for i in batch) == list(range(500))
+    assert batches == length_grouped_batches(lengths, 8, seed=3) != length_grouped_batches(lengths, 8, seed=4)
+    padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+    assert padding < 0.1 * sum(lengths)
+
+
+def test_recipes_expand_only_the_train_split(prepared_home):
+    paths = run_paths("demo", prepared_home)
+    qa = recipe_conversations(paths, "train", "qa")
+    paraphrase = recipe_conversations(paths, "train", "paraphrase")
+    docs = recipe_conversations(paths, "train", "qa+docs")
+    assert len(paraphrase) == 3 * len(qa) and len(docs) > len(qa)
+    assert recipe_conversations(paths, "val", "paraphrase") == recipe_conversations(paths, "val", "qa")
+
+
+def test_tiny_model_trains_lora_only_and_writes_its_outputs(prepared_home, tiny_llama_folder):
+    summary = finetune("demo", _config(tiny_llama_folder), prepared_home, max_steps=4, progress=False)
+    paths = run_paths("demo", prepared_home)
+    assert summary["steps"] == 4 and summary["outcome"] == "completed" and summary["best_step"] in (2, 4)
+    assert {p.name for p in (paths.root / "adapter").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+    rows = list(csv.DictReader((paths.root / "metrics.csv").open()))
+    assert list(rows[0]) == METRIC_COLUMNS and [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert rows[1]["val_loss"] and not rows[0]["val_loss"]
+    assert read_json(paths.manifest)["finetune"]["trainable_params"] == summary["trainable_params"] > 0
+    assert summary["forgetting"]["base_perplexity"] > 0
+
+    base, _ = fresh_causal_lm(str(tiny_llama_folder))
+    trained = PeftModel.from_pretrained(base, paths.root / "adapter")
+    untouched, _ = fresh_causal_lm(str(tiny_llama_folder))
+    original = dict(untouched.named_parameters())
+    base_weights = {
+        n.replace(".base_layer", ""): w for n, w in trained.get_base_model().named_parameters() if "lora_" not in n
+    }
+    assert base_weights.keys() == original.keys()
+    for name, weight in base_weights.items():
+        assert torch.equal(weight, original[name]), f"base weight {name} changed"
+    lora_b = [
+        w for name, w in load_file(paths.root / "adapter" / "adapter_model.safetensors").items() if "lora_B" in name
+    ]
+    assert lora_b and any(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: it moved
+    output = trained.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3, do_sample=False)
+    assert output.shape == (1, 6)
+
+
+def test_stop_request_ends_cleanly_and_resume_reaches_the_same_step(prepared_home, tiny_llama_folder):
+    config = _config(tiny_llama_folder)
+    stop = threading.Event()
+    stop.set()
+    first = finetune("demo", config, prepared_home, max_steps=6, stop=stop, progress=False)
+    assert first["outcome"] == "stopped" and first["steps"] == 1
+    paths = run_paths("demo", prepared_home)
+    assert (paths.root / "adapter" / "adapter_model.safetensors").exists()
+    resumed = finetune("demo", config, prepared_home, max_steps=6, resume=True, progress=False)
+    assert resumed["steps"] == 6 and resumed["outcome"] == "completed"
+    steps = [int(r["step"]) for r in csv.DictReader((paths.root / "metrics.csv").open())]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    kinds = [json.loads(line)["kind"] for line in (paths.root / "events.jsonl").read_text().splitlines()]
+    assert kinds.count("stopped") == 1
+
+
+def test_finetune_needs_prepared_data_and_a_checkpoint_to_resume(tmp_path, tiny_llama_folder, prepared_home):
+    from workbench.data.loaders import BadInputError
+
+    with pytest.raises(BadInputError, match="no prepared data; run `workbench prepare --name nope"):
+        finetune("nope", _config(tiny_llama_folder), tmp_path, progress=False)
+    fresh = tmp_path / "h"
+    prepare("r", [DEMO / "corpus"], DEMO / "qa.jsonl", home=fresh, progress=False)
+    with pytest.raises(BadInputError, match="no checkpoint to resume from"):
+        finetune("r", _config(tiny_llama_folder), fresh, resume=True, progress=False)

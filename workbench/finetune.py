@@ -1,0 +1,325 @@
+"""`workbench finetune`: train a LoRA adapter on a prepared run, watching it as it trains.
+
+Writes into `runs/NAME/`: `adapter/` (standard PEFT files, the best step by val loss), `metrics.csv` (one row per
+step; val columns on evaluation steps), `events.jsonl` (best, spike, overfit, early_stop, stopped, forgetting),
+`checkpoint/` (adapter, optimizer, scheduler, RNG and data position, for `--resume`) and the `finetune` section
+of `manifest.json`. A checkpoint and the adapter are swapped in whole, so a kill never leaves half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
+from tqdm import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from workbench import __version__
+from workbench.config import Config, FinetuneConfig
+from workbench.data.loaders import BadInputError
+from workbench.models import fresh_causal_lm, resolve
+from workbench.train_data import Encoded, collate, encode, length_grouped_batches, recipe_conversations
+from workbench.train_monitor import Event, Monitor
+from workbench.workspace import file_sha256, package_versions, read_json, run_paths, write_json_atomic
+
+METRIC_COLUMNS = ["step", "train_loss", "val_loss", "val_perplexity", "lr", "tokens_per_s", "elapsed_s"]
+DEFAULT_GENERAL_TEXT = Path(__file__).resolve().parent.parent / "demo" / "general.txt"
+
+
+def lora_config(settings: FinetuneConfig) -> LoraConfig:
+    """The one place where our config becomes a `peft.LoraConfig`."""
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=list(settings.target_modules),
+    )
+
+
+def perplexity(model, items: list[Encoded], batch_size: int, pad_id: int) -> tuple[float, float]:
+    """(mean loss per labelled token, perplexity) over encoded items, in eval mode without gradients."""
+    was_training = model.training
+    model.eval()
+    total_loss, total_tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            batch = {k: v.to(model.device) for k, v in collate(items[start : start + batch_size], pad_id).items()}
+            tokens = int((batch["labels"][:, 1:] != -100).sum())
+            total_loss += float(model(**batch).loss) * tokens
+            total_tokens += tokens
+    model.train(was_training)
+    loss = total_loss / max(1, total_tokens)
+    return loss, math.exp(min(loss, 50))
+
+
+def text_windows(text: str, tokenizer, window: int = 512) -> list[Encoded]:
+    """A long text as consecutive token windows, every token labelled: for perplexity of plain prose."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return [Encoded(ids[i : i + window], ids[i : i + window]) for i in range(0, len(ids), window)]
+
+
+class _Checkpoint:
+    """Resumable training state in `runs/NAME/checkpoint/`: adapter weights plus `state.pt` (tensors and plain data)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def save(self, model, optimizer, scheduler, state: dict) -> None:
+        staging = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=self.folder.parent))
+        model.save_pretrained(staging / "adapter")
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": list(random.getstate()[1]),
+                "state": json.dumps(state),
+            },
+            staging / "state.pt",
+        )
+        _swap_in(staging, self.folder)
+
+    def load(self, model, optimizer, scheduler) -> dict:
+        saved = torch.load(self.folder / "state.pt", weights_only=True)
+        set_peft_model_state_dict(model, load_file(self.folder / "adapter" / "adapter_model.safetensors"))
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        random.setstate((3, tuple(saved["python_rng"]), None))
+        return json.loads(saved["state"])
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace folder `target` with `staging` so that readers see either the old or the new one whole."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class _Log:
+    """metrics.csv and events.jsonl, appended as training runs; on resume, rows after the checkpoint are dropped."""
+
+    def __init__(self, root: Path, resume_step: int | None) -> None:
+        self.metrics, self.events = root / "metrics.csv", root / "events.jsonl"
+        if resume_step is None:
+            self.metrics.write_text(",".join(METRIC_COLUMNS) + "\n")
+            self.events.write_text("")
+        else:
+            rows = list(csv.DictReader(self.metrics.open())) if self.metrics.exists() else []
+            kept = [row for row in rows if int(row["step"]) <= resume_step]
+            with self.metrics.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, METRIC_COLUMNS)
+                writer.writeheader()
+                writer.writerows(kept)
+            events = [json.loads(line) for line in self.events.read_text().splitlines()] if self.events.exists() else []
+            self.events.write_text("".join(json.dumps(e) + "\n" for e in events if e["step"] <= resume_step))
+
+    def metric(self, **row) -> None:
+        with self.metrics.open("a", newline="") as fh:
+            csv.DictWriter(fh, METRIC_COLUMNS).writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+
+    def event(self, event: Event, bar=None) -> None:
+        with self.events.open("a") as fh:
+            fh.write(json.dumps(event.to_dict()) + "\n")
+        if event.kind != "best":
+            (bar.write if bar is not None else print)(f"[{event.kind}] {event.message}")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def finetune(
+    name: str,
+    config: Config | None = None,
+    home: str | Path | None = None,
+    max_steps: int | None = None,
+    resume: bool = False,
+    stop: threading.Event | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train (or resume) the LoRA adapter of run `name`; returns the manifest's `finetune` section."""
+    config = config or Config()
+    settings = config.finetune
+    paths = run_paths(name, home)
+    if not paths.split("train").exists():
+        raise BadInputError(
+            f"{paths.root}: no prepared data; run `workbench prepare --name {name} --corpus PATH --qa PATH` first"
+        )
+    checkpoint = _Checkpoint(paths.root / "checkpoint")
+    if resume and not (checkpoint.folder / "state.pt").exists():
+        raise BadInputError(f"{checkpoint.folder}: no checkpoint to resume from; run without --resume")
+    started = time.perf_counter()
+    torch.manual_seed(settings.seed)
+    random.seed(settings.seed)
+
+    base, tokenizer = fresh_causal_lm(config.model.base, config.model.device)
+    model = get_peft_model(base, lora_config(settings))
+    encode_all = lambda split: [  # noqa: E731
+        encode(c, tokenizer, settings.system_prompt, settings.max_length)
+        for c in recipe_conversations(paths, split, settings.recipe, config.prepare.passage_words)
+    ]
+    train, val = encode_all("train"), encode_all("val") or encode_all("train")[:32]
+    lengths = [len(item.input_ids) for item in train]
+    batches_per_epoch = math.ceil(len(train) / settings.batch_size)
+    steps_per_epoch = max(1, batches_per_epoch // settings.gradient_accumulation)
+    total_steps = max_steps or settings.max_steps or math.ceil(settings.epochs * steps_per_epoch)
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
+    monitor = Monitor(settings.spike_factor, settings.spike_window, settings.overfit_evals, settings.patience)
+    state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0, "tokens": 0, "outcome": None}
+    if resume:
+        state = checkpoint.load(model, optimizer, scheduler)
+        if state["outcome"] == "stopped":  # a stop request ends a session, not the run
+            state["outcome"] = None
+        for key, value in state.pop("monitor").items():
+            setattr(monitor, key, [tuple(e) for e in value] if key == "evals" else value)
+    log = _Log(paths.root, state["step"] if resume else None)
+    pad_id = tokenizer.pad_token_id
+
+    def save_checkpoint() -> None:
+        checkpoint.save(model, optimizer, scheduler, state | {"monitor": monitor.state()})
+
+    def save_best() -> None:
+        staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=paths.root))
+        model.save_pretrained(staging)
+        _swap_in(staging, paths.root / "adapter")
+
+    bar = tqdm(total=total_steps, initial=state["step"], desc="finetune", unit="step", disable=not progress)
+    model.train()
+    session_start = time.perf_counter() - state["elapsed"]
+    try:
+        while state["step"] < total_steps and state["outcome"] is None:
+            order = length_grouped_batches(lengths, settings.batch_size, settings.seed + state["epoch"])
+            step_start, step_losses, step_tokens = time.perf_counter(), [], 0
+            for _ in range(settings.gradient_accumulation):
+                if state["batch"] >= len(order):
+                    state["epoch"], state["batch"] = state["epoch"] + 1, 0
+                    order = length_grouped_batches(lengths, settings.batch_size, settings.seed + state["epoch"])
+                batch = collate([train[i] for i in order[state["batch"]]], pad_id)
+                state["batch"] += 1
+                batch = {k: v.to(model.device) for k, v in batch.items()}
+                loss = model(**batch).loss
+                (loss / settings.gradient_accumulation).backward()
+                step_losses.append(loss.item())
+                step_tokens += int(batch["attention_mask"].sum())
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            state["tokens"] += step_tokens
+            step, train_loss = state["step"], sum(step_losses) / len(step_losses)
+            lr = scheduler.get_last_lr()[0]
+            for event in monitor.on_train_loss(step, train_loss, lr):
+                log.event(event, bar)
+            row = {
+                "step": step,
+                "train_loss": train_loss,
+                "lr": lr,
+                "tokens_per_s": step_tokens / (time.perf_counter() - step_start),
+            }
+            if step % settings.eval_every == 0 or step == total_steps:
+                val_loss, val_ppl = perplexity(model, val, settings.batch_size, pad_id)
+                row |= {"val_loss": val_loss, "val_perplexity": val_ppl}
+                events, is_best, should_stop = monitor.on_eval(step, val_loss)
+                if is_best:
+                    save_best()
+                for event in events:
+                    log.event(event, bar)
+                if should_stop:
+                    state["outcome"] = "early_stop"
+            state["elapsed"] = time.perf_counter() - session_start
+            log.metric(**row, elapsed_s=state["elapsed"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.3f}")
+            if stop is not None and stop.is_set() and state["outcome"] is None:
+                state["outcome"] = "stopped"
+                log.event(Event(step, "stopped", f"stop requested; ended cleanly after step {step}"), bar)
+            if step % settings.checkpoint_every == 0 or state["outcome"] or step == total_steps:
+                save_checkpoint()
+    finally:
+        bar.close()
+    if monitor.best_step is None:  # stopped before the first evaluation: evaluate what we have
+        val_loss, _ = perplexity(model, val, settings.batch_size, pad_id)
+        monitor.on_eval(state["step"], val_loss)
+        save_best()
+    state["outcome"] = state["outcome"] or "completed"
+
+    forgetting = _forgetting_probe(model, tokenizer, paths.root / "adapter", settings, log, state["step"])
+    summary = {
+        "base_model": config.model.base,
+        "base_model_sha256": _weights_hash(config.model.base),
+        "recipe": settings.recipe,
+        "config": config.finetune.model_dump(mode="json"),
+        "data_sha256": {s: file_sha256(paths.split(s)) for s in ("train", "val")},
+        "train_examples": len(train),
+        "val_examples": len(val),
+        "trainable_params": sum(p.numel() for p in trainable),
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "steps": state["step"],
+        "total_steps": total_steps,
+        "epochs": round(state["step"] / steps_per_epoch, 3),
+        "outcome": state["outcome"],
+        "best_step": monitor.best_step,
+        "best_val_loss": monitor.best_val,
+        "best_val_perplexity": math.exp(min(monitor.best_val, 50)),
+        "final_train_loss": monitor.train_losses[-1] if monitor.train_losses else None,
+        "tokens_per_s": state["tokens"] / max(state["elapsed"], 1e-9),
+        "train_seconds": state["elapsed"],
+        "wall_seconds": time.perf_counter() - started,
+        "forgetting": forgetting,
+        "versions": package_versions("torch", "transformers", "peft") | {"workbench": __version__},
+    }
+    manifest = read_json(paths.manifest) if paths.manifest.exists() else {"name": name}
+    manifest["finetune"] = summary
+    write_json_atomic(paths.manifest, manifest)
+    return summary
+
+
+def _forgetting_probe(model, tokenizer, adapter: Path, settings: FinetuneConfig, log: _Log, step: int) -> dict | None:
+    """Perplexity on general prose with and without the best adapter; a warning event past the threshold."""
+    source = Path(settings.general_text) if settings.general_text else DEFAULT_GENERAL_TEXT
+    if not source.is_file():
+        return None
+    set_peft_model_state_dict(model, load_file(adapter / "adapter_model.safetensors"))
+    windows = text_windows(source.read_text(encoding="utf-8"), tokenizer)
+    _, tuned = perplexity(model, windows, 4, tokenizer.pad_token_id)
+    with model.disable_adapter():
+        _, base = perplexity(model, windows, 4, tokenizer.pad_token_id)
+    change = 100 * (tuned - base) / base
+    if change > settings.forgetting_warn_pct:
+        log.event(
+            Event(
+                step,
+                "forgetting",
+                f"perplexity on {source.name} rose {change:.1f}% ({base:.2f} -> "
+                f"{tuned:.2f}), above {settings.forgetting_warn_pct}%: the adapter may have forgotten "
+                "general language; try fewer steps, a lower learning rate or a smaller rank",
+            )
+        )
+    return {"text": str(source), "base_perplexity": base, "finetuned_perplexity": tuned, "change_pct": change}
+
+
+def _weights_hash(spec: str) -> str | None:
+    weights = resolve(spec).weights_file
+    return file_sha256(weights) if weights is not None else None

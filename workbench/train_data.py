@@ -1,0 +1,85 @@
+"""Training data for fine-tuning: recipes over a prepared run, tokenisation with loss masks, length-grouped batches.
+
+Loss is computed on assistant tokens only: every prompt token (system, user, template markup) is labelled -100.
+Batches group examples of similar length, so little compute goes to padding without packing across examples.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from workbench.data.examples import corpus_examples
+from workbench.records import Document
+from workbench.workspace import RunPaths, read_jsonl
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def recipe_conversations(paths: RunPaths, split: str, recipe: str, passage_words: int = 180) -> list[list[dict]]:
+    """User/assistant conversations for a split under a recipe (`qa`, `qa+docs`, `paraphrase`).
+
+    Only the train split is expanded: val and test stay as they were prepared, so val loss stays comparable.
+    """
+    rows = read_jsonl(paths.split(split))
+    conversations = [row["messages"] for row in rows]
+    if split != "train":
+        return conversations
+    if recipe == "paraphrase":
+        for row in rows:
+            for question in row.get("paraphrases") or []:
+                conversations.append([{"role": "user", "content": question}, row["messages"][-1]])
+    elif recipe == "qa+docs":
+        for n, row in enumerate(read_jsonl(paths.documents)):
+            doc = Document(row["id"], row["title"], row["text"], row["source"], row["format"])
+            conversations += [e.messages for e in corpus_examples(doc, passage_words, n) if e.kind == "continuation"]
+    return conversations
+
+
+def encode(conversation: list[dict], tokenizer, system_prompt: str | None, max_length: int) -> Encoded:
+    """Token ids of the chat-formatted conversation and labels that keep only the final assistant reply."""
+    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + conversation
+    if messages[-1]["role"] != "assistant":
+        raise ValueError("a training conversation must end with an assistant message")
+    full = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=True, add_generation_prompt=True, return_dict=False)
+    if full[: len(prompt)] != prompt:
+        raise ValueError("the chat template renders the prompt differently with and without the reply")
+    labels = [IGNORE] * len(prompt) + full[len(prompt) :]
+    return Encoded(full[:max_length], labels[:max_length])
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Shuffled batches of indices whose lengths are close: sort within shuffled windows of 32 batches."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * 32
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded tensors; padding is masked out of attention and loss."""
+    width = max(len(item.input_ids) for item in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for row, item in enumerate(items):
+        n = len(item.input_ids)
+        ids[row, :n] = torch.tensor(item.input_ids)
+        labels[row, :n] = torch.tensor(item.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
