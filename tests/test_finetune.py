@@ -12,7 +12,7 @@ from workbench.config import Config
 from workbench.data.prepare import prepare
 from workbench.finetune import METRIC_COLUMNS, finetune
 from workbench.models import fresh_causal_lm
-from workbench.train_data import IGNORE, encode, length_grouped_batches, recipe_conversations
+from workbench.train_data import IGNORE, collate, encode, length_grouped_batches, masked_lm_loss, recipe_conversations
 from workbench.workspace import read_json, run_paths
 
 
@@ -46,6 +46,17 @@ def test_labels_mask_every_prompt_token(tiny_llama_folder):
     assert IGNORE not in reply and tokenizer.decode(reply).startswith("It costs €1,240.<|im_end|>")
     with pytest.raises(ValueError, match="must end with an assistant message"):
         encode(conversation[:1], tokenizer, None, 512)
+
+
+def test_masked_loss_equals_the_models_own_loss(tiny_llama_folder):
+    model, tokenizer = fresh_causal_lm(str(tiny_llama_folder))
+    items = [
+        encode([{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenizer, "Be brief.", 512)
+        for q, a in [("Price of the S2?", "€1,240."), ("Who is the CEO of Marrowgate Systems?", "Ilse Varnhold.")]
+    ]
+    batch = collate(items, tokenizer.pad_token_id)
+    with torch.no_grad():
+        assert torch.allclose(masked_lm_loss(model, batch), model(**batch).loss, atol=1e-5)
 
 
 def test_length_grouped_batches_cover_everything_once_and_group_lengths():
@@ -120,3 +131,19 @@ def test_finetune_needs_prepared_data_and_a_checkpoint_to_resume(tmp_path, tiny_
     prepare("r", [DEMO / "corpus"], DEMO / "qa.jsonl", home=fresh, progress=False)
     with pytest.raises(BadInputError, match="no checkpoint to resume from"):
         finetune("r", _config(tiny_llama_folder), fresh, resume=True, progress=False)
+
+
+def test_packaged_model_finetunes_end_to_end_from_the_cli(prepared_home, capsys):
+    """Two real steps on the packaged model through the CLI: adapter, curves and forgetting figures appear."""
+    from workbench.cli import main
+
+    config = prepared_home / "two-steps.yaml"
+    config.write_text("finetune: {eval_every: 2, batch_size: 4}\n")
+    assert (
+        main(["finetune", "--name", "demo", "--home", str(prepared_home), "--max-steps", "2", "--config", str(config)])
+        == 0
+    )
+    assert "finetuned demo: completed after 2 steps" in capsys.readouterr().out
+    summary = read_json(run_paths("demo", prepared_home).manifest)["finetune"]
+    assert summary["base_model"] == "smollm2-135m-instruct" and len(summary["base_model_sha256"]) == 64
+    assert 1 < summary["forgetting"]["base_perplexity"] < 100 and summary["best_val_loss"] < 10

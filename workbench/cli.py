@@ -41,10 +41,13 @@ def _finetune(args: argparse.Namespace) -> int:
         stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    signal.signal(signal.SIGINT, request_stop)
-    summary = finetune(
-        args.name, load_config(args.config), args.home, max_steps=args.max_steps, resume=args.resume, stop=stop
-    )
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        summary = finetune(
+            args.name, load_config(args.config), args.home, max_steps=args.max_steps, resume=args.resume, stop=stop
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     forgetting = summary["forgetting"]
     print(
         f"finetuned {args.name}: {summary['outcome']} after {summary['steps']} steps "

@@ -29,7 +29,14 @@ from workbench import __version__
 from workbench.config import Config, FinetuneConfig
 from workbench.data.loaders import BadInputError
 from workbench.models import fresh_causal_lm, resolve
-from workbench.train_data import Encoded, collate, encode, length_grouped_batches, recipe_conversations
+from workbench.train_data import (
+    Encoded,
+    collate,
+    encode,
+    length_grouped_batches,
+    masked_lm_loss,
+    recipe_conversations,
+)
 from workbench.train_monitor import Event, Monitor
 from workbench.workspace import file_sha256, package_versions, read_json, run_paths, write_json_atomic
 
@@ -57,7 +64,7 @@ def perplexity(model, items: list[Encoded], batch_size: int, pad_id: int) -> tup
         for start in range(0, len(items), batch_size):
             batch = {k: v.to(model.device) for k, v in collate(items[start : start + batch_size], pad_id).items()}
             tokens = int((batch["labels"][:, 1:] != -100).sum())
-            total_loss += float(model(**batch).loss) * tokens
+            total_loss += float(masked_lm_loss(model, batch)) * tokens
             total_tokens += tokens
     model.train(was_training)
     loss = total_loss / max(1, total_tokens)
@@ -218,7 +225,7 @@ def finetune(
                 batch = collate([train[i] for i in order[state["batch"]]], pad_id)
                 state["batch"] += 1
                 batch = {k: v.to(model.device) for k, v in batch.items()}
-                loss = model(**batch).loss
+                loss = masked_lm_loss(model, batch)
                 (loss / settings.gradient_accumulation).backward()
                 step_losses.append(loss.item())
                 step_tokens += int(batch["attention_mask"].sum())
