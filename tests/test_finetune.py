@@ -147,3 +147,49 @@ def test_packaged_model_finetunes_end_to_end_from_the_cli(prepared_home, capsys)
     summary = read_json(run_paths("demo", prepared_home).manifest)["finetune"]
     assert summary["base_model"] == "smollm2-135m-instruct" and len(summary["base_model_sha256"]) == 64
     assert 1 < summary["forgetting"]["base_perplexity"] < 100 and summary["best_val_loss"] < 10
+
+
+def test_sigkill_then_resume_ends_at_the_same_step_with_a_comparable_loss(tmp_path, tiny_llama_folder):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    settings = {"batch_size": 16, "eval_every": 8, "checkpoint_every": 4, "learning_rate": 5e-3}
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump({"model": {"base": str(tiny_llama_folder)}, "finetune": settings}))
+    homes = {kind: tmp_path / kind for kind in ("killed", "straight")}
+    for home in homes.values():
+        prepare("demo", [DEMO / "corpus"], DEMO / "qa.jsonl", home=home, progress=False)
+    command = [
+        sys.executable,
+        "-m",
+        "workbench.cli",
+        "finetune",
+        "--name",
+        "demo",
+        "--max-steps",
+        "40",
+        "--config",
+        str(config_file),
+        "--home",
+    ]
+    metrics = run_paths("demo", homes["killed"]).root / "metrics.csv"
+    process = subprocess.Popen(command + [str(homes["killed"])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 9):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    rows_at_kill = len(metrics.read_text().splitlines()) - 1
+    assert 8 <= rows_at_kill < 24, "the run should have been killed part-way"
+
+    config = Config.model_validate(yaml.safe_load(config_file.read_text()))
+    resumed = finetune("demo", config, homes["killed"], max_steps=24, resume=True, progress=False)
+    straight = finetune("demo", config, homes["straight"], max_steps=24, progress=False)
+    assert resumed["steps"] == straight["steps"] == 24
+    steps = [int(r["step"]) for r in csv.DictReader(metrics.open())]
+    assert steps == list(range(1, 25))
+    assert abs(resumed["best_val_loss"] - straight["best_val_loss"]) < 0.05 * straight["best_val_loss"]
