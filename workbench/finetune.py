@@ -30,6 +30,7 @@ from workbench.config import Config, FinetuneConfig
 from workbench.data.loaders import BadInputError
 from workbench.models import fresh_causal_lm, resolve
 from workbench.train_data import (
+    IGNORE,
     Encoded,
     collate,
     encode,
@@ -63,7 +64,7 @@ def perplexity(model, items: list[Encoded], batch_size: int, pad_id: int) -> tup
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
             batch = {k: v.to(model.device) for k, v in collate(items[start : start + batch_size], pad_id).items()}
-            tokens = int((batch["labels"][:, 1:] != -100).sum())
+            tokens = int((batch["labels"][:, 1:] != IGNORE).sum())
             total_loss += float(masked_lm_loss(model, batch)) * tokens
             total_tokens += tokens
     model.train(was_training)
@@ -183,7 +184,8 @@ def finetune(
         encode(c, tokenizer, settings.system_prompt, settings.max_length)
         for c in recipe_conversations(paths, split, settings.recipe, config.prepare.passage_words)
     ]
-    train, val = encode_all("train"), encode_all("val") or encode_all("train")[:32]
+    train = encode_all("train")
+    val = encode_all("val") or train[:32]
     lengths = [len(item.input_ids) for item in train]
     batches_per_epoch = math.ceil(len(train) / settings.batch_size)
     steps_per_epoch = max(1, batches_per_epoch // settings.gradient_accumulation)
@@ -215,8 +217,8 @@ def finetune(
     model.train()
     session_start = time.perf_counter() - state["elapsed"]
     try:
+        order = length_grouped_batches(lengths, settings.batch_size, settings.seed + state["epoch"])
         while state["step"] < total_steps and state["outcome"] is None:
-            order = length_grouped_batches(lengths, settings.batch_size, settings.seed + state["epoch"])
             step_start, step_losses, step_tokens = time.perf_counter(), [], 0
             for _ in range(settings.gradient_accumulation):
                 if state["batch"] >= len(order):

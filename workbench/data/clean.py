@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 
 import ftfy
@@ -16,8 +15,8 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 def repair_text(text: str) -> tuple[str, bool]:
     """Repair mojibake and normalise to NFC with tidy whitespace; also says whether mojibake was found."""
     lines, had_mojibake = [], False
-    for line in unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")).split("\n"):
-        fixed = ftfy.fix_and_explain(line, _FTFY)  # line by line, as ftfy.fix_text does, so one bad line stays local
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        fixed = ftfy.fix_and_explain(line, _FTFY)  # line by line, as ftfy.fix_text does; also normalises to NFC
         had_mojibake |= any(step[0] == "decode" for step in fixed.explanation or ())
         lines.append(_SPACES.sub(" ", fixed.text).strip())
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip(), had_mojibake
