@@ -4,10 +4,10 @@ import threading
 
 import pytest
 import torch
+from conftest import DEMO
 from peft import PeftModel
 from safetensors.torch import load_file
 
-from conftest import DEMO
 from workbench.config import Config
 from workbench.data.prepare import prepare
 from workbench.finetune import METRIC_COLUMNS, finetune

@@ -59,6 +59,29 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index(args: argparse.Namespace) -> int:
+    from workbench.retrieval.index import build_index
+
+    manifest = build_index(args.name, load_config(args.config), args.home, update=args.update)
+    build, counts, test = manifest["build"], manifest["counts"], manifest["quality"]["test"]
+    print(
+        f"indexed {args.name}: {counts['chunks']} chunks from {counts['documents']} documents "
+        f"({manifest['index']['type']}; {build['mode']}: {build['embedded_chunks']} embedded, "
+        f"{build['reused_chunks']} reused, {build['removed_chunks']} removed) in {build['seconds']:.1f} s"
+        + (f"; test recall@5 {test['recall@5']:.3f}, MRR {test['mrr']:.3f}" if test else "")
+    )
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from workbench.retrieval.index import Retriever
+
+    for hit in Retriever.load(args.name, load_config(args.config), args.home).search(args.query, args.k):
+        print(f"{hit.rank}. [{hit.score:.3f}] {hit.chunk.id}  {' > '.join(hit.chunk.headings)}")
+        print("   " + " ".join(hit.chunk.text.split())[:300])
+    return 0
+
+
 def _print_prepare_summary(report: dict) -> None:
     docs, dupes, sizes = report["documents"], report["duplicates"], report["splits"]["sizes"]
     pii = dict(report["pii"]["documents"])
@@ -130,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides the config)")
     tune.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
 
+    index = commands.add_parser("index", parents=[common], help="chunk, embed and index a prepared run's corpus")
+    index.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
+    index.add_argument("--update", action="store_true", help="re-embed only added or changed documents")
+
+    search = commands.add_parser("search", parents=[common], help="search a run's index")
+    search.add_argument("--name", required=True, type=_run_name, help="run indexed with `workbench index`")
+    search.add_argument("query", help="question or keywords")
+    search.add_argument("-k", type=int, default=5, help="number of chunks (default 5)")
+
     serve = commands.add_parser("serve", parents=[common], help="start the web app")
     serve.add_argument("--name", type=_run_name, help="run to open (default: the first run in HOME/runs)")
     _add_serve_options(serve)
@@ -139,7 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"prepare": _prepare, "finetune": _finetune, "serve": _serve, "demo": _demo}
+COMMANDS = {
+    "prepare": _prepare,
+    "finetune": _finetune,
+    "index": _index,
+    "search": _search,
+    "serve": _serve,
+    "demo": _demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,6 +123,37 @@ class FinetuneConfig(_Section):
     """Seed for LoRA initialisation, data order and dropout."""
 
 
+class IndexConfig(_Section):
+    chunk_tokens: int = Field(200, ge=16)
+    """Longest chunk in embedder tokens (keep it under the embedder's limit, 256 for MiniLM)."""
+    overlap_tokens: int = Field(40, ge=0)
+    """Tokens of a section's previous chunk repeated at the start of the next one, so facts at a border survive."""
+    index_type: Literal["auto", "flat", "hnsw"] = "auto"
+    """`flat` exact inner-product search; `hnsw` approximate graph search; `auto` picks HNSW above `hnsw_above`."""
+    hnsw_above: int = Field(50_000, ge=1)
+    """With `auto`: chunk count above which the HNSW index is used."""
+    hnsw_m: int = Field(24, ge=4)
+    """HNSW neighbours per node: more gives better recall, more memory and slower builds."""
+    hnsw_ef_construction: int = Field(60, ge=8)
+    """HNSW candidate list size while building."""
+    hnsw_ef_search: int = Field(32, ge=1)
+    """HNSW candidate list size while searching: the recall/latency knob."""
+    batch_size: int = Field(32, ge=1)
+    """Chunks per embedding batch."""
+    hybrid: bool = False
+    """Fuse BM25 lexical ranks with dense ranks (reciprocal rank fusion)."""
+    rrf_k: int = Field(60, ge=1)
+    """Reciprocal rank fusion constant: a rank r contributes 1 / (rrf_k + r)."""
+    top_k: int = Field(5, ge=1)
+    """Chunks retrieved per question for the RAG variants."""
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IndexConfig:
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError("overlap_tokens must be smaller than chunk_tokens")
+        return self
+
+
 class Config(_Section):
     model: ModelConfig = ModelConfig()
     """Which models to use and where they run."""
@@ -130,6 +161,8 @@ class Config(_Section):
     """How `workbench prepare` cleans, deduplicates, redacts and splits the data."""
     finetune: FinetuneConfig = FinetuneConfig()
     """How `workbench finetune` trains the LoRA adapter."""
+    index: IndexConfig = IndexConfig()
+    """How `workbench index` chunks, embeds and indexes the corpus."""
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
-import shutil
 import tempfile
 import threading
 import time
@@ -39,7 +37,15 @@ from workbench.train_data import (
     recipe_conversations,
 )
 from workbench.train_monitor import Event, Monitor
-from workbench.workspace import file_sha256, package_versions, read_json, run_paths, write_json_atomic
+from workbench.workspace import (
+    RunPaths,
+    file_sha256,
+    package_versions,
+    read_json,
+    replace_folder,
+    run_paths,
+    write_json_atomic,
+)
 
 METRIC_COLUMNS = ["step", "train_loss", "val_loss", "val_perplexity", "lr", "tokens_per_s", "elapsed_s"]
 DEFAULT_GENERAL_TEXT = Path(__file__).resolve().parent.parent / "demo" / "general.txt"
@@ -97,7 +103,7 @@ class _Checkpoint:
             },
             staging / "state.pt",
         )
-        _swap_in(staging, self.folder)
+        replace_folder(staging, self.folder)
 
     def load(self, model, optimizer, scheduler) -> dict:
         saved = torch.load(self.folder / "state.pt", weights_only=True)
@@ -109,21 +115,11 @@ class _Checkpoint:
         return json.loads(saved["state"])
 
 
-def _swap_in(staging: Path, target: Path) -> None:
-    """Replace folder `target` with `staging` so that readers see either the old or the new one whole."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 class _Log:
     """metrics.csv and events.jsonl, appended as training runs; on resume, rows after the checkpoint are dropped."""
 
-    def __init__(self, root: Path, resume_step: int | None) -> None:
-        self.metrics, self.events = root / "metrics.csv", root / "events.jsonl"
+    def __init__(self, paths: RunPaths, resume_step: int | None) -> None:
+        self.metrics, self.events = paths.metrics, paths.events
         if resume_step is None:
             self.metrics.write_text(",".join(METRIC_COLUMNS) + "\n")
             self.events.write_text("")
@@ -171,7 +167,7 @@ def finetune(
         raise BadInputError(
             f"{paths.root}: no prepared data; run `workbench prepare --name {name} --corpus PATH --qa PATH` first"
         )
-    checkpoint = _Checkpoint(paths.root / "checkpoint")
+    checkpoint = _Checkpoint(paths.checkpoint)
     if resume and not (checkpoint.folder / "state.pt").exists():
         raise BadInputError(f"{checkpoint.folder}: no checkpoint to resume from; run without --resume")
     started = time.perf_counter()
@@ -195,14 +191,14 @@ def finetune(
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
     monitor = Monitor(settings.spike_factor, settings.spike_window, settings.overfit_evals, settings.patience)
-    state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0, "tokens": 0, "outcome": None}
+    state = {"step": 0, "epoch": 0, "batch": 0, "elapsed": 0.0, "step_seconds": 0.0, "tokens": 0, "outcome": None}
     if resume:
         state = checkpoint.load(model, optimizer, scheduler)
         if state["outcome"] == "stopped":  # a stop request ends a session, not the run
             state["outcome"] = None
         for key, value in state.pop("monitor").items():
             setattr(monitor, key, [tuple(e) for e in value] if key == "evals" else value)
-    log = _Log(paths.root, state["step"] if resume else None)
+    log = _Log(paths, state["step"] if resume else None)
     pad_id = tokenizer.pad_token_id
 
     def save_checkpoint() -> None:
@@ -211,7 +207,7 @@ def finetune(
     def save_best() -> None:
         staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=paths.root))
         model.save_pretrained(staging)
-        _swap_in(staging, paths.root / "adapter")
+        replace_folder(staging, paths.adapter)
 
     bar = tqdm(total=total_steps, initial=state["step"], desc="finetune", unit="step", disable=not progress)
     model.train()
@@ -235,8 +231,10 @@ def finetune(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            step_seconds = time.perf_counter() - step_start
             state["step"] += 1
             state["tokens"] += step_tokens
+            state["step_seconds"] += step_seconds
             step, train_loss = state["step"], sum(step_losses) / len(step_losses)
             lr = scheduler.get_last_lr()[0]
             for event in monitor.on_train_loss(step, train_loss, lr):
@@ -245,7 +243,7 @@ def finetune(
                 "step": step,
                 "train_loss": train_loss,
                 "lr": lr,
-                "tokens_per_s": step_tokens / (time.perf_counter() - step_start),
+                "tokens_per_s": step_tokens / step_seconds,
             }
             if step % settings.eval_every == 0 or step == total_steps:
                 val_loss, val_ppl = perplexity(model, val, settings.batch_size, pad_id)
@@ -274,7 +272,7 @@ def finetune(
         save_best()
     state["outcome"] = state["outcome"] or "completed"
 
-    forgetting = _forgetting_probe(model, tokenizer, paths.root / "adapter", settings, log, state["step"])
+    forgetting = _forgetting_probe(model, tokenizer, paths.adapter, settings, log, state["step"])
     summary = {
         "base_model": config.model.base,
         "base_model_sha256": _weights_hash(config.model.base),
@@ -293,7 +291,7 @@ def finetune(
         "best_val_loss": monitor.best_val,
         "best_val_perplexity": math.exp(min(monitor.best_val, 50)),
         "final_train_loss": monitor.train_losses[-1] if monitor.train_losses else None,
-        "tokens_per_s": state["tokens"] / max(state["elapsed"], 1e-9),
+        "tokens_per_s": state["tokens"] / max(state["step_seconds"], 1e-9),  # training steps only, no evaluation
         "train_seconds": state["elapsed"],
         "wall_seconds": time.perf_counter() - started,
         "forgetting": forgetting,

@@ -23,6 +23,22 @@ class Document:
 
 
 @dataclass
+class Chunk:
+    """A retrievable piece of a document: `text == document.text[start:end]`; `headings` is its section path."""
+
+    id: str
+    doc_id: str
+    title: str
+    headings: list[str]
+    text: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class QAPair:
     """A question with its reference answer; `doc_ids` lists every supporting document, `doc_id` the main one."""
 

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,9 +63,48 @@ class RunPaths:
     def manifest(self) -> Path:
         return self.root / "manifest.json"
 
+    @property
+    def adapter(self) -> Path:
+        return self.root / "adapter"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
 
 def run_paths(name: str, home: str | Path | None = None) -> RunPaths:
     return RunPaths(resolve_home(home) / "runs" / check_name(name))
+
+
+@dataclass(frozen=True)
+class IndexPaths:
+    """The files of one retrieval index, `HOME/indexes/NAME/`."""
+
+    root: Path
+
+    @property
+    def faiss(self) -> Path:
+        return self.root / "index.faiss"
+
+    @property
+    def chunks(self) -> Path:
+        return self.root / "chunks.jsonl"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+
+def index_paths(name: str, home: str | Path | None = None) -> IndexPaths:
+    return IndexPaths(resolve_home(home) / "indexes" / check_name(name))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -80,6 +120,16 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Replace folder `target` with `staging` (a sibling) so that readers see either the old or the new one whole."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json_atomic(path: Path, obj) -> None:

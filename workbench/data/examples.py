@@ -85,7 +85,7 @@ def corpus_examples(doc: Document, max_words: int, group: int) -> list[Example]:
             words = passage.split()
             if len(words) >= 40:
                 half = len(words) // 2
-                prompt = f"Continue this passage from \"{doc.title}\":\n\n{' '.join(words[:half])}"
+                prompt = f'Continue this passage from "{doc.title}":\n\n{" ".join(words[:half])}'
                 rest = " ".join(words[half:])
                 examples.append(_corpus_example(doc, group, f"{doc.id}#c{n}", "continuation", prompt, rest))
     return examples

@@ -1,0 +1,286 @@
+"""`workbench index`: chunk, embed and index a prepared run's documents into `HOME/indexes/NAME/`.
+
+The folder holds `index.faiss` (vectors keyed by int64 chunk keys), `chunks.jsonl` (one chunk per line with its
+key) and `manifest.json` (embedder identity, chunking, index type and parameters, corpus and per-document hashes,
+file hashes, counts, timings, retrieval quality). An update re-embeds only added or changed documents, reuses the
+stored vectors of the others and rebuilds the FAISS structure over all of them in document order, so it searches
+like a full rebuild of the new corpus. The folder is written whole, then swapped in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from workbench import __version__
+from workbench.config import Config, IndexConfig
+from workbench.data.loaders import BadInputError
+from workbench.models import load_embedder
+from workbench.records import Chunk, Document
+from workbench.retrieval.chunking import chunk_document, embedding_text, token_counter
+from workbench.retrieval.embedding import embed, embedder_identity
+from workbench.retrieval.lexical import BM25, reciprocal_rank_fusion
+from workbench.retrieval.vectors import build_vector_index, configure_search, index_kind, search_vectors, vectors_for
+from workbench.workspace import (
+    file_sha256,
+    index_paths,
+    package_versions,
+    read_json,
+    read_jsonl,
+    replace_folder,
+    run_paths,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+
+QUALITY_KS = (1, 5, 10)
+
+
+class IndexUnusable(BadInputError):
+    """An index that is missing, corrupt or built with a different embedder; the message says what to rebuild."""
+
+
+@dataclass
+class Hit:
+    """One search result: the chunk, its score (cosine, or the fused score with hybrid search) and 1-based rank."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+
+    def to_dict(self) -> dict:
+        return {"chunk_id": self.chunk.id, "doc_id": self.chunk.doc_id, "score": self.score, "rank": self.rank}
+
+
+class Retriever:
+    """Searches one index: dense inner product, optionally fused with BM25 ranks."""
+
+    def __init__(self, chunks: list[Chunk], keys: list[int], vectors: faiss.Index, embedder, settings: IndexConfig):
+        self.chunks, self.vectors, self.embedder, self.settings = chunks, vectors, embedder, settings
+        self.by_key = {key: row for row, key in enumerate(keys)}
+        self.lexical = BM25([embedding_text(c) for c in chunks]) if settings.hybrid else None
+
+    @classmethod
+    def load(cls, name: str, config: Config | None = None, home: str | Path | None = None) -> Retriever:
+        """Open `HOME/indexes/NAME/` after checking it against its manifest and the configured embedder."""
+        config = config or Config()
+        paths = index_paths(name, home)
+        manifest = _checked_manifest(name, paths, config)
+        try:
+            vectors = faiss.read_index(str(paths.faiss))
+        except RuntimeError as exc:
+            raise IndexUnusable(f"{paths.faiss}: unreadable ({exc}); {_rebuild(name)}") from None
+        rows = read_jsonl(paths.chunks)
+        if vectors.d != manifest["embedder"]["dimension"] or vectors.ntotal != len(rows):
+            raise IndexUnusable(f"{paths.root}: index and chunks disagree; {_rebuild(name)}")
+        configure_search(vectors, config.index)
+        chunks = [Chunk(**{k: v for k, v in row.items() if k != "key"}) for row in rows]
+        embedder = load_embedder(config.model.embedder, config.model.device)
+        return cls(chunks, [row["key"] for row in rows], vectors, embedder, config.index)
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        """The k best chunks for a query, best first."""
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: list[str], k: int | None = None) -> list[list[Hit]]:
+        k = k or self.settings.top_k
+        depth = max(k, 50) if self.lexical else k
+        scores, keys = search_vectors(self.vectors, embed(self.embedder, queries, self.settings.batch_size), depth)
+        results = []
+        for query, row_scores, row_keys in zip(queries, scores, keys):
+            dense = [(self.by_key[int(key)], float(score)) for key, score in zip(row_keys, row_scores) if key >= 0]
+            if self.lexical:
+                lexical = [row for row, _ in self.lexical.top(query, depth)]
+                dense = reciprocal_rank_fusion([[row for row, _ in dense], lexical], self.settings.rrf_k)
+            results.append([Hit(self.chunks[row], score, rank) for rank, (row, score) in enumerate(dense[:k], 1)])
+        return results
+
+
+def build_index(
+    name: str, config: Config | None = None, home: str | Path | None = None, update: bool = False, progress: bool = True
+) -> dict:
+    """Build (or update) the index of run `name`; returns its manifest."""
+    config = config or Config()
+    started = time.perf_counter()
+    run = run_paths(name, home)
+    paths = index_paths(name, home)
+    if not run.documents.exists():
+        raise BadInputError(f"{run.root}: no prepared documents; run `workbench prepare --name {name}` first")
+    documents = [
+        Document(**{k: row[k] for k in ("id", "title", "text", "source", "format")})
+        for row in read_jsonl(run.documents)
+    ]
+    embedder = load_embedder(config.model.embedder, config.model.device)
+    identity = embedder_identity(config.model.embedder, config.model.device)
+    chunking = {
+        "chunk_tokens": config.index.chunk_tokens,
+        "overlap_tokens": config.index.overlap_tokens,
+        "tokenizer": config.model.embedder,
+    }
+    previous, why_full = _reusable(paths, identity, chunking) if update else (None, "full build requested")
+    count = token_counter(embedder.tokenizer)
+
+    chunks: list[Chunk] = []
+    keys: list[int] = []
+    old_keys: list[int] = []  # keys whose stored vectors are reused, parallel to `reused_rows`
+    reused_rows: list[int] = []
+    fresh_rows: list[int] = []
+    next_key = previous["manifest"]["next_key"] if previous else 0
+    hashes = {doc.id: _document_hash(doc) for doc in documents}
+    for doc in documents:
+        kept = previous["chunks"].get(doc.id) if previous else None
+        if kept is not None and previous["manifest"]["documents"].get(doc.id) == hashes[doc.id]:
+            for key, chunk in kept:
+                reused_rows.append(len(chunks))
+                old_keys.append(key)
+                chunks.append(chunk)
+                keys.append(key)
+            continue
+        for chunk in chunk_document(doc, count, config.index.chunk_tokens, config.index.overlap_tokens):
+            fresh_rows.append(len(chunks))
+            chunks.append(chunk)
+            keys.append(next_key)
+            next_key += 1
+
+    embed_started = time.perf_counter()
+    fresh = embed(embedder, [embedding_text(chunks[r]) for r in fresh_rows], config.index.batch_size, progress)
+    embed_seconds = time.perf_counter() - embed_started
+    vectors = np.zeros((len(chunks), identity["dimension"]), dtype=np.float32)
+    if fresh_rows:
+        vectors[fresh_rows] = fresh
+    if reused_rows:
+        vectors[reused_rows] = vectors_for(previous["index"], old_keys)
+    index = build_vector_index(vectors, np.array(keys, dtype=np.int64), config.index)
+    retriever = Retriever(chunks, keys, index, embedder, config.index)
+
+    manifest = {
+        "name": name,
+        "embedder": identity,
+        "chunking": chunking,
+        "index": {
+            "type": index_kind(len(chunks), config.index),
+            "metric": "inner_product",
+            "hnsw": {
+                "m": config.index.hnsw_m,
+                "ef_construction": config.index.hnsw_ef_construction,
+                "ef_search": config.index.hnsw_ef_search,
+            },
+            "hybrid": config.index.hybrid,
+        },
+        "corpus_sha256": file_sha256(run.documents),
+        "documents": hashes,
+        "counts": {"documents": len(documents), "chunks": len(chunks)},
+        "next_key": next_key,
+        "build": {
+            "mode": "update" if previous else "full",
+            "why_full": None if previous else why_full,
+            "embedded_chunks": len(fresh_rows),
+            "reused_chunks": len(reused_rows),
+            "removed_chunks": previous["count"] - len(reused_rows) if previous else 0,
+            "embed_seconds": embed_seconds,
+            "chunks_per_s": len(fresh_rows) / embed_seconds if fresh_rows else None,
+        },
+        "quality": _quality_by_split(retriever, run),
+        "versions": package_versions("faiss-cpu", "sentence-transformers", "torch") | {"workbench": __version__},
+    }
+    _write(paths, index, chunks, keys, manifest, started)
+    return read_json(paths.manifest)
+
+
+def retrieval_quality(retriever: Retriever, rows: list[dict], ks: tuple[int, ...] = QUALITY_KS) -> dict | None:
+    """Document-level recall@k and MRR over QA rows that name their documents.
+
+    A question counts as found at k when a chunk of any of its `doc_ids` is among the top k chunks (what the RAG
+    prompt would show); MRR uses the rank of the first such chunk within the deepest k (0 when absent).
+    """
+    rows = [row for row in rows if row.get("doc_ids") or row.get("doc_id")]
+    if not rows:
+        return None
+    depth = max(ks)
+    found_at = []
+    for row, hits in zip(rows, retriever.search_many([row["question"] for row in rows], depth)):
+        gold = set(row.get("doc_ids") or [row["doc_id"]])
+        found_at.append(next((hit.rank for hit in hits if hit.chunk.doc_id in gold), None))
+    quality = {f"recall@{k}": sum(1 for r in found_at if r is not None and r <= k) / len(rows) for k in ks}
+    quality["mrr"] = sum(1 / r for r in found_at if r is not None) / len(rows)
+    quality["questions"] = len(rows)
+    return quality
+
+
+def _quality_by_split(retriever: Retriever, run) -> dict:
+    splits = {s: read_jsonl(run.split(s)) for s in ("train", "val", "test") if run.split(s).exists()}
+    qa_rows = {s: [r for r in rows if r.get("kind") == "qa"] for s, rows in splits.items()}
+    result = {"test": retrieval_quality(retriever, qa_rows.get("test", []))}
+    result["all"] = retrieval_quality(retriever, [r for rows in qa_rows.values() for r in rows])
+    return result
+
+
+def _document_hash(doc: Document) -> str:
+    return hashlib.sha256(json.dumps([doc.title, doc.text], ensure_ascii=False).encode()).hexdigest()
+
+
+def _reusable(paths, identity: dict, chunking: dict) -> tuple[dict | None, str]:
+    """The previous index's state when an update can reuse it, else (None, why a full build is needed)."""
+    if not paths.manifest.exists():
+        return None, "no previous index"
+    manifest = read_json(paths.manifest)
+    if manifest.get("embedder") != identity:
+        return None, "the embedder changed"
+    if manifest.get("chunking") != chunking:
+        return None, "the chunking settings changed"
+    try:
+        index = faiss.read_index(str(paths.faiss))
+    except RuntimeError:
+        return None, "the previous index file is unreadable"
+    rows = read_jsonl(paths.chunks)
+    chunks: dict[str, list[tuple[int, Chunk]]] = {}
+    for row in rows:
+        chunk = Chunk(**{k: v for k, v in row.items() if k != "key"})
+        chunks.setdefault(chunk.doc_id, []).append((row["key"], chunk))
+    return {"manifest": manifest, "index": index, "chunks": chunks, "count": len(rows)}, ""
+
+
+def _write(paths, index: faiss.Index, chunks: list[Chunk], keys: list[int], manifest: dict, started: float) -> None:
+    paths.root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{paths.root.name}.", dir=paths.root.parent))
+    staged = type(paths)(staging)
+    faiss.write_index(index, str(staged.faiss))
+    write_jsonl_atomic(staged.chunks, [{"key": key} | chunk.to_dict() for key, chunk in zip(keys, chunks)])
+    manifest["files"] = {"index.faiss": file_sha256(staged.faiss), "chunks.jsonl": file_sha256(staged.chunks)}
+    manifest["build"]["seconds"] = time.perf_counter() - started
+    write_json_atomic(staged.manifest, manifest)
+    replace_folder(staging, paths.root)
+
+
+def _checked_manifest(name: str, paths, config: Config) -> dict:
+    if not paths.manifest.exists():
+        raise IndexUnusable(f"{paths.root}: no index; {_rebuild(name)}")
+    try:
+        manifest = read_json(paths.manifest)
+    except json.JSONDecodeError as exc:
+        raise IndexUnusable(f"{paths.manifest}: not valid JSON ({exc}); {_rebuild(name)}") from None
+    for file, digest in manifest.get("files", {}).items():
+        path = paths.root / file
+        if not path.exists() or file_sha256(path) != digest:
+            raise IndexUnusable(f"{path}: missing or changed since the index was built (corrupt?); {_rebuild(name)}")
+    built_with = manifest["embedder"]
+    current = embedder_identity(config.model.embedder, config.model.device)
+    for field in ("name", "weights_sha256", "dimension"):
+        if built_with.get(field) != current[field]:
+            raise IndexUnusable(
+                f"{paths.root}: built with embedder {built_with.get('name')} ({field} {built_with.get(field)}), "
+                f"but the config uses {current['name']} ({field} {current[field]}); {_rebuild(name)} with this "
+                "embedder, or set model.embedder back"
+            )
+    return manifest
+
+
+def _rebuild(name: str) -> str:
+    return f"run `workbench index --name {name}` to build it again"
