@@ -25,7 +25,7 @@ from workbench.data.loaders import BadInputError
 from workbench.models import load_embedder
 from workbench.records import Chunk, Document
 from workbench.retrieval.chunking import chunk_document, embedding_text, token_counter
-from workbench.retrieval.embedding import embed, embedder_identity
+from workbench.retrieval.embedding import corpus_embedder, embed, embedder_identity
 from workbench.retrieval.lexical import BM25, reciprocal_rank_fusion
 from workbench.retrieval.vectors import build_vector_index, configure_search, index_kind, search_vectors, vectors_for
 from workbench.workspace import (
@@ -150,7 +150,8 @@ def build_index(
             next_key += 1
 
     embed_started = time.perf_counter()
-    fresh = embed(embedder, [embedding_text(chunks[r]) for r in fresh_rows], config.index.batch_size, progress)
+    bulk = corpus_embedder(config.model.embedder, config.model.device)
+    fresh = embed(bulk, [embedding_text(chunks[r]) for r in fresh_rows], config.index.batch_size, progress)
     embed_seconds = time.perf_counter() - embed_started
     vectors = np.zeros((len(chunks), identity["dimension"]), dtype=np.float32)
     if fresh_rows:
@@ -187,7 +188,7 @@ def build_index(
             "embed_seconds": embed_seconds,
             "chunks_per_s": len(fresh_rows) / embed_seconds if fresh_rows else None,
         },
-        "quality": _quality_by_split(retriever, run),
+        "quality": quality_by_split(retriever, run),
         "versions": package_versions("faiss-cpu", "sentence-transformers", "torch") | {"workbench": __version__},
     }
     _write(paths, index, chunks, keys, manifest, started)
@@ -214,7 +215,7 @@ def retrieval_quality(retriever: Retriever, rows: list[dict], ks: tuple[int, ...
     return quality
 
 
-def _quality_by_split(retriever: Retriever, run) -> dict:
+def quality_by_split(retriever: Retriever, run) -> dict:
     splits = {s: read_jsonl(run.split(s)) for s in ("train", "val", "test") if run.split(s).exists()}
     qa_rows = {s: [r for r in rows if r.get("kind") == "qa"] for s, rows in splits.items()}
     result = {"test": retrieval_quality(retriever, qa_rows.get("test", []))}
