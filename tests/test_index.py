@@ -180,5 +180,7 @@ def test_cli_index_and_search(demo_index, tmp_path, capsys):
 
 def test_dense_only_search_from_config(demo_index):
     config = Config.model_validate({"index": {"hybrid": False}})
-    hits = Retriever.load("demo", config, home=demo_index[0]).search("What is the offline buffer of the Skylark S3 Pro?")
+    hits = Retriever.load("demo", config, home=demo_index[0]).search(
+        "What is the offline buffer of the Skylark S3 Pro?"
+    )
     assert len(hits) == config.index.top_k and 0 < hits[-1].score <= hits[0].score <= 1.0001
