@@ -25,9 +25,8 @@ from vector_scale import scale_figures
 from workbench.config import Config
 from workbench.data.prepare import prepare
 from workbench.models import load_embedder
-from workbench.records import Chunk
 from workbench.retrieval.chunking import embedding_text
-from workbench.retrieval.index import Retriever, build_index, quality_by_split
+from workbench.retrieval.index import Retriever, build_index, chunk_from_row, quality_by_split
 from workbench.workspace import index_paths, read_jsonl, run_paths
 
 DEMO = Path(__file__).resolve().parent.parent / "demo"
@@ -54,10 +53,7 @@ def main() -> None:
         started = time.perf_counter()
         manifest = build_index("demo", home=home, progress=False)
         full_s = time.perf_counter() - started
-        texts = [
-            embedding_text(Chunk(**{k: v for k, v in row.items() if k != "key"}))
-            for row in read_jsonl(index_paths("demo", home).chunks)
-        ]
+        texts = [embedding_text(chunk_from_row(row)) for row in read_jsonl(index_paths("demo", home).chunks)]
         baseline = plain_encode_chunks_per_s(texts)
         ours = manifest["build"]["chunks_per_s"]
         figures["build"] = {

@@ -81,7 +81,7 @@ class Retriever:
         if vectors.d != manifest["embedder"]["dimension"] or vectors.ntotal != len(rows):
             raise IndexUnusable(f"{paths.root}: index and chunks disagree; {_rebuild(name)}")
         configure_search(vectors, config.index)
-        chunks = [Chunk(**{k: v for k, v in row.items() if k != "key"}) for row in rows]
+        chunks = [chunk_from_row(row) for row in rows]
         embedder = load_embedder(config.model.embedder, config.model.device)
         return cls(chunks, [row["key"] for row in rows], vectors, embedder, config.index)
 
@@ -195,6 +195,11 @@ def build_index(
     return read_json(paths.manifest)
 
 
+def chunk_from_row(row: dict) -> Chunk:
+    """A chunk from its `chunks.jsonl` line (which also carries the FAISS key)."""
+    return Chunk(**{k: v for k, v in row.items() if k != "key"})
+
+
 def retrieval_quality(retriever: Retriever, rows: list[dict], ks: tuple[int, ...] = QUALITY_KS) -> dict | None:
     """Document-level recall@k and MRR over QA rows that name their documents.
 
@@ -243,7 +248,7 @@ def _reusable(paths, identity: dict, chunking: dict) -> tuple[dict | None, str]:
     rows = read_jsonl(paths.chunks)
     chunks: dict[str, list[tuple[int, Chunk]]] = {}
     for row in rows:
-        chunk = Chunk(**{k: v for k, v in row.items() if k != "key"})
+        chunk = chunk_from_row(row)
         chunks.setdefault(chunk.doc_id, []).append((row["key"], chunk))
     return {"manifest": manifest, "index": index, "chunks": chunks, "count": len(rows)}, ""
 
