@@ -43,3 +43,15 @@ def tiny_llama_folder(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def demo_index(tmp_path_factory):
+    """(home, manifest): the demo prepared and indexed once per session; tests that change it work on copies."""
+    from workbench.data.prepare import prepare
+    from workbench.retrieval.index import build_index
+
+    home = tmp_path_factory.mktemp("indexed")
+    prepare("demo", [DEMO / "corpus"], DEMO / "qa.jsonl", home=home, progress=False)
+    manifest = build_index("demo", home=home, progress=False)
+    return home, manifest

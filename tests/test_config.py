@@ -13,8 +13,11 @@ def test_every_shipped_config_loads_and_starts_with_its_command(path):
     assert path.read_text().startswith("# workbench "), "each config opens with the command that uses it"
 
 
-def test_default_yaml_spells_out_the_defaults():
-    assert load_config(CONFIGS[0].parent / "default.yaml") == Config()
+def test_default_yaml_spells_out_the_defaults_plus_the_demos_training_budget():
+    demo = load_config(CONFIGS[0].parent / "default.yaml")
+    assert demo.finetune.max_steps == 60
+    demo.finetune.max_steps = None
+    assert demo == Config()
 
 
 def test_all_problems_are_reported_with_their_field_paths():
@@ -40,3 +43,11 @@ def test_unknown_pii_kind_and_missing_file_are_clear(tmp_path):
 def test_fields_carry_their_docstrings_as_descriptions():
     field = Config.model_fields["prepare"].annotation.model_fields["near_dup_threshold"]
     assert "near-duplicates" in field.description
+
+
+def test_chat_variants_must_be_built_in_or_configured_remotes():
+    with pytest.raises(ConfigError, match="remote:vllm"):
+        config_from_dict({"chat": {"variants": ["base", "remote:vllm"]}})
+    remote = {"base_url": "http://127.0.0.1:8000/v1", "model": "m"}
+    config = config_from_dict({"chat": {"variants": ["base", "remote:vllm"], "remotes": {"vllm": remote}}})
+    assert config.chat.variants == ["base", "remote:vllm"]

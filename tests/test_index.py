@@ -17,15 +17,6 @@ from workbench.workspace import index_paths, read_json, read_jsonl
 EDITED_DOC = "skylark-s3-pro.md"
 
 
-@pytest.fixture(scope="module")
-def demo_index(tmp_path_factory):
-    """The demo prepared and indexed once; tests that change it work on copies."""
-    home = tmp_path_factory.mktemp("indexed")
-    prepare("demo", [DEMO / "corpus"], DEMO / "qa.jsonl", home=home, progress=False)
-    manifest = build_index("demo", home=home, progress=False)
-    return home, manifest
-
-
 def test_demo_index_finds_the_right_documents(demo_index):
     home, manifest = demo_index
     test = manifest["quality"]["test"]

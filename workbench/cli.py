@@ -82,6 +82,41 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ask(args: argparse.Namespace) -> int:
+    from workbench.engine import Engine
+
+    engine = Engine(load_config(args.config), args.name, args.home)
+    variants = args.variants.split(",") if args.variants else engine.available()
+    for name, answer in engine.answer(args.question, variants).items():
+        sources = f"; sources {', '.join(answer.chunk_ids)}" if answer.chunk_ids else ""
+        print(
+            f"== {name}  (first token {answer.ttft_s or 0:.2f} s, total {answer.total_s:.2f} s, "
+            f"{answer.tokens_in} tokens in, {answer.tokens_out} out{sources})"
+        )
+        print(answer.error or answer.text)
+    return 0
+
+
+def _serve_api(args: argparse.Namespace) -> int:
+    from workbench.engine import Engine
+    from workbench.serve_api import make_server
+
+    engine = Engine(load_config(args.config), args.name, args.home)
+    server = make_server(engine, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(
+        f"serving {', '.join(engine.local_variants())} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def _print_prepare_summary(report: dict) -> None:
     docs, dupes, sizes = report["documents"], report["duplicates"], report["splits"]["sizes"]
     pii = dict(report["pii"]["documents"])
@@ -162,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("query", help="question or keywords")
     search.add_argument("-k", type=int, default=5, help="number of chunks (default 5)")
 
+    ask = commands.add_parser("ask", parents=[common], help="answer one question with every variant side by side")
+    ask.add_argument("--name", type=_run_name, help="run whose adapter and index the variants use")
+    ask.add_argument("--variants", help="comma-separated variants (default: every available one)")
+    ask.add_argument("question")
+
+    api = commands.add_parser("serve-api", parents=[common], help="serve the variants as an OpenAI-compatible API")
+    api.add_argument("--name", type=_run_name, help="run whose adapter and index the variants use")
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    api.add_argument("--port", type=int, default=8000)
+
     serve = commands.add_parser("serve", parents=[common], help="start the web app")
     serve.add_argument("--name", type=_run_name, help="run to open (default: the first run in HOME/runs)")
     _add_serve_options(serve)
@@ -176,6 +221,8 @@ COMMANDS = {
     "finetune": _finetune,
     "index": _index,
     "search": _search,
+    "ask": _ask,
+    "serve-api": _serve_api,
     "serve": _serve,
     "demo": _demo,
 }

@@ -74,7 +74,7 @@ class PrepareConfig(_Section):
 
 
 class FinetuneConfig(_Section):
-    recipe: Literal["qa", "qa+docs", "paraphrase"] = "paraphrase"
+    recipe: Literal["qa", "qa+docs", "paraphrase"] = "qa"
     """Training data: `qa` the train split's pairs; `qa+docs` plus corpus passages as continuation examples;
     `paraphrase` each pair also under every reworded question the QA file provides."""
     system_prompt: str = "You are a helpful assistant. Answer briefly and only with facts you know."
@@ -154,6 +154,42 @@ class IndexConfig(_Section):
         return self
 
 
+class RemoteConfig(_Section):
+    base_url: str
+    """Root of an OpenAI-compatible API, e.g. `http://127.0.0.1:8000/v1` (vLLM, a hosted model, `serve-api`)."""
+    model: str
+    """The `model` field sent with each request."""
+    api_key_env: str | None = None
+    """Environment variable holding the API key (never the key itself in a config file)."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Seconds to wait for the endpoint before the answer is recorded as failed."""
+
+
+class ChatConfig(_Section):
+    variants: list[str] = ["base", "ft", "rag", "ft_rag"]
+    """Variants that answer each question: `base`, `ft`, `rag`, `ft_rag`, or `remote:NAME` (see `remotes`)."""
+    max_new_tokens: int = Field(128, ge=1)
+    """Longest answer in tokens, the same for every variant."""
+    temperature: float = Field(0.0, ge=0)
+    """0 decodes greedily; above 0 samples, with `seed`, so a turn can be repeated."""
+    top_p: float = Field(1.0, gt=0, le=1)
+    """Nucleus sampling mass when sampling."""
+    seed: int = 0
+    """Sampling seed; each variant draws from its own generator, so batching does not change its answer."""
+    rag_chunks: int = Field(3, ge=1)
+    """Retrieved chunks shown to the RAG variants as numbered sources."""
+    remotes: dict[str, RemoteConfig] = {}
+    """OpenAI-compatible endpoints that can take a column as `remote:NAME`."""
+
+    @model_validator(mode="after")
+    def _known_variants(self) -> ChatConfig:
+        known = {"base", "ft", "rag", "ft_rag"} | {f"remote:{name}" for name in self.remotes}
+        unknown = [name for name in self.variants if name not in known]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}: use base, ft, rag, ft_rag or remote:NAME from remotes")
+        return self
+
+
 class Config(_Section):
     model: ModelConfig = ModelConfig()
     """Which models to use and where they run."""
@@ -163,6 +199,8 @@ class Config(_Section):
     """How `workbench finetune` trains the LoRA adapter."""
     index: IndexConfig = IndexConfig()
     """How `workbench index` chunks, embeds and indexes the corpus."""
+    chat: ChatConfig = ChatConfig()
+    """Which variants answer, and how they decode and retrieve."""
 
 
 def load_config(path: str | Path | None = None) -> Config:

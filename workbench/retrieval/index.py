@@ -25,7 +25,7 @@ from workbench.data.loaders import BadInputError
 from workbench.models import load_embedder
 from workbench.records import Chunk, Document
 from workbench.retrieval.chunking import chunk_document, embedding_text, token_counter
-from workbench.retrieval.embedding import corpus_embedder, embed, embedder_identity
+from workbench.retrieval.embedding import embed, embed_corpus, embedder_identity
 from workbench.retrieval.lexical import BM25, reciprocal_rank_fusion
 from workbench.retrieval.vectors import build_vector_index, configure_search, index_kind, search_vectors, vectors_for
 from workbench.workspace import (
@@ -150,8 +150,13 @@ def build_index(
             next_key += 1
 
     embed_started = time.perf_counter()
-    bulk = corpus_embedder(config.model.embedder, config.model.device)
-    fresh = embed(bulk, [embedding_text(chunks[r]) for r in fresh_rows], config.index.batch_size, progress)
+    fresh, embedding = embed_corpus(
+        config.model.embedder,
+        [embedding_text(chunks[r]) for r in fresh_rows],
+        config.index.batch_size,
+        config.model.device,
+        progress,
+    )
     embed_seconds = time.perf_counter() - embed_started
     vectors = np.zeros((len(chunks), identity["dimension"]), dtype=np.float32)
     if fresh_rows:
@@ -185,6 +190,7 @@ def build_index(
             "embedded_chunks": len(fresh_rows),
             "reused_chunks": len(reused_rows),
             "removed_chunks": previous["count"] - len(reused_rows) if previous else 0,
+            "embedding": embedding,
             "embed_seconds": embed_seconds,
             "chunks_per_s": len(fresh_rows) / embed_seconds if fresh_rows else None,
         },

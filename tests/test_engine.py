@@ -1,0 +1,208 @@
+import itertools
+import json
+import shutil
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from workbench.config import Config
+from workbench.engine import Engine
+from workbench.models import fresh_causal_lm
+from workbench.multi_lora import AdapterBank, AdapterUnusable
+from workbench.serve_api import make_server
+from workbench.variants import Decoding, VariantUnavailable
+from workbench.workspace import run_paths
+
+MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+QUESTION = "How long is the return window for the Skylark S3 Pro?"
+
+
+def random_adapter(spec: str, folder, seed: int = 0, rank: int = 8, strength: float = 0.05) -> None:
+    """A LoRA adapter with small random weights in both factors, so it changes the model's output."""
+    torch.manual_seed(seed)
+    base, _ = fresh_causal_lm(spec)
+    model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=16, target_modules=MODULES, init_lora_weights=False))
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.mul_(strength)
+    model.save_pretrained(folder)
+
+
+def _logits(model, ids, mask=None):
+    with torch.inference_mode():
+        return model(input_ids=ids, attention_mask=mask).logits
+
+
+def test_adapter_rows_match_peft_and_base_rows_match_the_base_model(tiny_llama_folder, tmp_path):
+    spec = str(tiny_llama_folder)
+    random_adapter(spec, tmp_path / "a", seed=1)
+    random_adapter(spec, tmp_path / "b", seed=2, rank=4)
+    ids = torch.tensor([[5, 17, 230, 4000, 12, 9], [7, 7, 300, 1, 2, 3], [11, 12, 13, 14, 15, 16]])
+
+    plain, _ = fresh_causal_lm(spec)
+    expected_base = _logits(plain, ids)
+    expected = {}
+    for name in ("a", "b"):
+        peft_model = PeftModel.from_pretrained(fresh_causal_lm(spec)[0], tmp_path / name)
+        expected[name] = _logits(peft_model, ids)
+
+    model, _ = fresh_causal_lm(spec)
+    bank = AdapterBank(model, {"a": tmp_path / "a", "b": tmp_path / "b"})
+    bank.set_rows([None, None, None])
+    assert torch.equal(_logits(model, ids), expected_base)  # no adapter in the batch: exactly the base layers
+    bank.set_rows(["a", None, "b"])
+    mixed = _logits(model, ids)
+    torch.testing.assert_close(mixed[0], expected["a"][0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(mixed[1], expected_base[1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(mixed[2], expected["b"][2], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(expected["a"], expected_base, atol=1e-3)  # the adapters really change the output
+
+
+def test_unusable_adapters_are_clear_errors(tiny_llama_folder, tmp_path):
+    model, _ = fresh_causal_lm(str(tiny_llama_folder))
+    with pytest.raises(AdapterUnusable, match="adapter_config.json"):
+        AdapterBank(model, {"ft": tmp_path})
+    random_adapter(str(tiny_llama_folder), tmp_path / "dora")
+    config_file = tmp_path / "dora" / "adapter_config.json"
+    config_file.write_text(json.dumps(json.loads(config_file.read_text()) | {"use_dora": True}))
+    with pytest.raises(AdapterUnusable, match="use_dora"):
+        AdapterBank(model, {"ft": tmp_path / "dora"})
+
+
+@pytest.fixture(scope="module")
+def engine_home(demo_index, tmp_path_factory):
+    """The indexed demo with a random adapter standing in for a fine-tuned one."""
+    home = tmp_path_factory.mktemp("engine") / "home"
+    shutil.copytree(demo_index[0], home)
+    random_adapter("smollm2-135m-instruct", run_paths("demo", home).adapter, strength=0.5)
+    return home
+
+
+@pytest.fixture(scope="module")
+def engine(engine_home):
+    config = Config.model_validate({"chat": {"max_new_tokens": 24}})
+    return Engine(config, "demo", engine_home)
+
+
+def test_batched_turn_equals_each_variant_alone_and_streams_growing_text(engine):
+    texts: dict[str, list[str]] = {}
+    answers = {}
+    for event in engine.stream(QUESTION):
+        texts.setdefault(event.variant, []).append(event.text)
+        if event.done:
+            answers[event.variant] = event.answer
+    assert list(answers) and set(answers) == {"base", "ft", "rag", "ft_rag"}
+    for name, seen in texts.items():
+        for before, after in itertools.pairwise(seen[:-1]):
+            assert after.startswith(before) and after != before, name  # the text only grows
+    for name, answer in answers.items():
+        alone = engine.answer(QUESTION, [name])[name]
+        assert alone.text == answer.text, name
+        assert alone.tokens_out == answer.tokens_out
+    assert answers["base"].text != answers["ft"].text  # the ft row really runs the adapter, base rows do not
+    assert answers["rag"].text != answers["base"].text
+
+
+def test_answers_record_what_produced_them(engine):
+    answers = engine.answer(QUESTION, ["base", "rag", "ft_rag"])
+    base, rag, ft_rag = answers["base"], answers["rag"], answers["ft_rag"]
+    assert base.chunk_ids == [] and base.adapter_id is None and base.index_id is None
+    assert len(rag.chunk_ids) == engine.config.chat.rag_chunks == len(rag.chunk_scores)
+    assert rag.chunk_ids == ft_rag.chunk_ids and rag.index_id and ft_rag.adapter_id
+    assert any("skylark" in chunk_id for chunk_id in rag.chunk_ids)
+    assert "Sources:" in rag.prompt[-1]["content"] and rag.prompt[-1]["content"].endswith(QUESTION)
+    assert base.prompt[-1]["content"] == QUESTION and base.prompt[0] == rag.prompt[0]  # same system prompt
+    for answer in answers.values():
+        assert answer.tokens_in > 0 and 0 < answer.tokens_out <= 24
+        assert 0 < answer.ttft_s <= answer.total_s
+        assert answer.finish_reason in {"stop", "length"}
+        assert answer.decoding == Decoding(max_new_tokens=24).to_dict()
+        assert answer.model_id.startswith("smollm2-135m-instruct@")
+    assert rag.tokens_in > base.tokens_in + 200
+
+
+def test_sampling_is_seeded_per_variant(engine):
+    sampled = Decoding(max_new_tokens=12, temperature=0.9, top_p=0.95, seed=7)
+    together = engine.answer(QUESTION, ["base", "ft"], decoding=sampled)
+    alone = engine.answer(QUESTION, ["ft"], decoding=sampled)
+    assert together["ft"].text == alone["ft"].text
+
+
+def test_history_is_kept_per_variant(engine):
+    first = engine.answer("What is the Skylark S3 Pro?", ["base"])["base"]
+    history = [{"role": "user", "content": first.question}, {"role": "assistant", "content": first.text}]
+    second = engine.answer("And its return window?", ["base"], histories={"base": history})["base"]
+    assert second.prompt[1:3] == history and second.tokens_in > first.tokens_in
+
+
+def test_unavailable_variants_say_what_to_build(tmp_path, engine):
+    bare = Engine(Config(), None, tmp_path)
+    assert bare.available() == ["base"]
+    with pytest.raises(VariantUnavailable, match="workbench finetune"):
+        bare.answer(QUESTION, ["ft"])
+    with pytest.raises(VariantUnavailable, match="workbench index"):
+        bare.answer(QUESTION, ["rag"])
+    with pytest.raises(VariantUnavailable, match="remote:NAME"):
+        engine.answer(QUESTION, ["gpt"])
+
+
+@pytest.fixture(scope="module")
+def api(engine):
+    server = make_server(engine, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def test_remote_variant_answers_through_the_api_like_the_local_one(engine, api):
+    config = engine.config.model_copy(deep=True)
+    config.chat.remotes = {"served": {"base_url": api, "model": "ft"}}
+    client = Engine(config)  # only the base model locally; ft comes over HTTP, streamed
+    events = list(client.stream(QUESTION, ["base", "remote:served"]))
+    remote = [e for e in events if e.variant == "remote:served"]
+    assert len(remote) > 2 and remote[-1].done
+    answer = remote[-1].answer
+    assert answer.error is None and answer.tokens_out > 0 and answer.ttft_s < answer.total_s
+    assert answer.text == engine.answer(QUESTION, ["ft"])["ft"].text
+
+
+def test_api_completions_models_and_errors(engine, api):
+    models = json.loads(urllib.request.urlopen(f"{api}/models", timeout=30).read())
+    assert {m["id"] for m in models["data"]} == {"base", "ft", "rag", "ft_rag"}
+    reply = _post(f"{api}/chat/completions", {"model": "rag", "messages": [{"role": "user", "content": QUESTION}]})
+    assert reply["choices"][0]["message"]["content"] == engine.answer(QUESTION, ["rag"])["rag"].text
+    assert reply["workbench"]["chunk_ids"] and reply["usage"]["completion_tokens"] > 0
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _post(f"{api}/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "hi"}]})
+    assert info.value.code == 400 and "model must be one of" in info.value.read().decode()
+
+
+def test_unreachable_remote_is_recorded_as_an_error(engine):
+    config = Config.model_validate({"chat": {"remotes": {"gone": {"base_url": "http://127.0.0.1:9/v1", "model": "m"}}}})
+    answer = Engine(config).answer(QUESTION, ["remote:gone"])["remote:gone"]
+    assert answer.finish_reason == "error" and "127.0.0.1:9" in answer.error and answer.text == ""
+
+
+def test_cli_ask_prints_every_variant(engine_home, tmp_path, capsys):
+    from workbench.cli import main
+
+    config_file = tmp_path / "short.yaml"
+    config_file.write_text("chat:\n  max_new_tokens: 8\n")
+    args = ["ask", "--name", "demo", "--home", str(engine_home), "--config", str(config_file)]
+    assert main([*args, "--variants", "base,rag", QUESTION]) == 0
+    out = capsys.readouterr().out
+    assert "== base" in out and "== rag" in out and "; sources " in out and "skylark" in out
+    assert main([*args, "--variants", "gpt", QUESTION]) == 2
+    assert "unknown variant 'gpt'" in capsys.readouterr().err

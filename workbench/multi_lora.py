@@ -1,0 +1,155 @@
+"""LoRA adapters chosen per batch row, at close to the cost of the base model alone.
+
+The engine answers one question with several variants in one batch: some rows with an adapter, some without.
+peft can do that (`adapter_names=`), but on a CPU its unmerged LoRA layers add about 30% per decoding step, mostly
+in the many small operations around each low-rank product. Here each adapted linear layer keeps its base weight
+and the adapters' down-projections stacked in one matrix, so one matrix product gives both the base output and
+every adapter's low-rank activations; a per-row gate (1 for the rows that use an adapter, 0 for the others) then
+selects which up-projections are added, in one more product. Base rows therefore add exact zeros.
+
+Adapters are read from the standard PEFT folder (`adapter_config.json`, `adapter_model.safetensors`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.nn import functional as F
+
+from workbench.data.loaders import BadInputError
+
+PREFIX = "base_model.model."
+
+
+class AdapterUnusable(BadInputError):
+    """An adapter folder this engine cannot serve; the message names the file and what to do."""
+
+
+class MultiLoraLinear(nn.Module):
+    """A linear layer with any number of LoRA adapters, each switched on or off per batch row by `gate`."""
+
+    def __init__(self, base: nn.Linear, downs: list[torch.Tensor], ups: list[torch.Tensor], scales: list[float]):
+        super().__init__()
+        self.out_features = base.out_features
+        weight = base.weight.detach()
+        stacked = torch.cat([weight] + [down.to(weight) for down in downs])  # (out + sum(r)) x in
+        self.stacked = nn.Parameter(stacked, requires_grad=False)
+        self.bias = base.bias
+        up = torch.cat([u.to(weight) * s for u, s in zip(ups, scales)], dim=1)  # out x sum(r), scale folded in
+        self.up_t = nn.Parameter(up.t().contiguous(), requires_grad=False)
+        self.ranks = [down.shape[0] for down in downs]
+        self.gate: torch.Tensor | None = None  # (batch, 1, sum(r)) of 0/1, set by `set_rows`
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate is None:  # no row uses an adapter: exactly the base layer
+            return F.linear(x, self.stacked[: self.out_features], self.bias)
+        both = F.linear(x, self.stacked)
+        out = both[..., : self.out_features] + (both[..., self.out_features :] * self.gate) @ self.up_t
+        return out if self.bias is None else out + self.bias
+
+
+class AdapterBank:
+    """The adapters attached to one model, and the switch that chooses them per row."""
+
+    def __init__(self, model: nn.Module, adapters: dict[str, Path]):
+        """Replace the adapted linear layers of `model` (in place) with `MultiLoraLinear` layers."""
+        self.names = list(adapters)
+        self.current: list[str | None] | None = None
+        per_module: dict[str, list] = {}
+        for position, (name, folder) in enumerate(adapters.items()):
+            for module_name, down, up, scale in _read_adapter(Path(folder)):
+                per_module.setdefault(module_name, [None] * len(adapters))[position] = (down, up, scale)
+        modules = dict(model.named_modules())
+        self.layers: list[MultiLoraLinear] = []
+        self.offsets: list[list[tuple[int, int]]] = []  # per layer, per adapter: slice of the gate
+        for module_name, parts in per_module.items():
+            base = modules.get(module_name)
+            if not isinstance(base, nn.Linear):
+                raise AdapterUnusable(f"adapter module {module_name} is not a linear layer of this base model")
+            present = [(i, p) for i, p in enumerate(parts) if p is not None]
+            for _, (down, up, _) in present:
+                if down.shape[1] != base.in_features or up.shape[0] != base.out_features:
+                    raise AdapterUnusable(
+                        f"adapter weights for {module_name} do not fit the base model "
+                        f"({tuple(up.shape[0:1]) + tuple(down.shape[1:])} vs "
+                        f"{(base.out_features, base.in_features)}): was it trained on another base?"
+                    )
+            layer = MultiLoraLinear(
+                base, [p[0] for _, p in present], [p[1] for _, p in present], [p[2] for _, p in present]
+            )
+            parent_name, _, child = module_name.rpartition(".")
+            setattr(modules[parent_name] if parent_name else model, child, layer)
+            slices, start = [(0, 0)] * len(adapters), 0
+            for (i, _), rank in zip(present, layer.ranks):
+                slices[i] = (start, start + rank)
+                start += rank
+            self.layers.append(layer)
+            self.offsets.append(slices)
+
+    def set_rows(self, rows: list[str | None]) -> None:
+        """Choose the adapter of each batch row (None: the base model) for the following forward passes."""
+        rows = list(rows)
+        if rows == self.current:  # decoding steps repeat the same rows: keep the gates
+            return
+        unknown = {r for r in rows if r is not None and r not in self.names}
+        if unknown:
+            raise KeyError(f"no adapter named {sorted(unknown)}; loaded: {self.names}")
+        self.current = rows
+        if all(r is None for r in rows):
+            for layer in self.layers:
+                layer.gate = None
+            return
+        for layer, slices in zip(self.layers, self.offsets):
+            gate = torch.zeros(len(rows), 1, layer.up_t.shape[0], dtype=layer.up_t.dtype, device=layer.up_t.device)
+            for row, name in enumerate(rows):
+                if name is not None:
+                    start, end = slices[self.names.index(name)]
+                    gate[row, 0, start:end] = 1
+            layer.gate = gate
+
+
+def _read_adapter(folder: Path):
+    """(module name, down, up, scale) for each adapted layer of a PEFT LoRA folder, after checking what it uses."""
+    config_file, weights_file = folder / "adapter_config.json", folder / "adapter_model.safetensors"
+    for needed in (config_file, weights_file):
+        if not needed.is_file():
+            raise AdapterUnusable(f"{needed}: missing; a PEFT adapter folder needs adapter_config.json and safetensors")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise AdapterUnusable(f"{config_file}: not valid JSON ({exc})") from None
+    unsupported = {
+        "peft_type": config.get("peft_type") not in (None, "LORA"),
+        "use_dora": bool(config.get("use_dora")),
+        "modules_to_save": bool(config.get("modules_to_save")),
+        "bias": config.get("bias", "none") != "none",
+        "fan_in_fan_out": bool(config.get("fan_in_fan_out")),
+        "layer_replication": bool(config.get("layer_replication")),
+    }
+    if any(unsupported.values()):
+        fields = ", ".join(k for k, bad in unsupported.items() if bad)
+        raise AdapterUnusable(f"{config_file}: {fields} not supported here; train a plain LoRA adapter")
+    weights = load_file(weights_file)
+    for module_name in sorted({key.rsplit(".lora_", 1)[0] for key in weights if ".lora_" in key}):
+        down, up = weights.get(f"{module_name}.lora_A.weight"), weights.get(f"{module_name}.lora_B.weight")
+        if down is None or up is None:
+            raise AdapterUnusable(f"{weights_file}: {module_name} lacks lora_A or lora_B weights")
+        name = module_name.removeprefix(PREFIX)
+        rank = down.shape[0]
+        alpha = _pattern_value(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", rank))
+        scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+        yield name, down, up, scale
+
+
+def _pattern_value(patterns: dict, module_name: str, default):
+    """PEFT's per-module overrides: a key matches a module name ending in it."""
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", module_name):
+            return value
+    return default
