@@ -91,9 +91,12 @@ def peft_baseline(engine: Engine, home: Path, decoding: Decoding, repeats: int) 
 
 
 def peak_rss_mb(home: Path, variants: list[str], tokens: int) -> float:
-    """Peak RSS of a fresh process that loads an engine for `variants` and answers one turn with them."""
+    """Peak RSS (VmHWM) of a fresh process that loads an engine for `variants` and answers one turn with them.
+
+    Not `ru_maxrss`: a child started by fork and exec inherits the parent's maximum.
+    """
     code = (
-        "import json, resource, sys\n"
+        "import json, sys\n"
         "from workbench.config import Config\n"
         "from workbench.engine import Engine\n"
         "from workbench.variants import Decoding\n"
@@ -101,7 +104,7 @@ def peak_rss_mb(home: Path, variants: list[str], tokens: int) -> float:
         "name = None if variants == ['base'] else 'demo'\n"
         "engine = Engine(Config(), name, home)\n"
         "engine.answer(sys.argv[4], variants, decoding=Decoding(max_new_tokens=tokens, min_new_tokens=tokens))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, json.dumps(variants), str(home), str(tokens), QUESTION],

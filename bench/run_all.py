@@ -5,7 +5,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = [HERE / name for name in ("prepare.py", "retrieval.py", "finetune.py")]  # the others are their helpers
+SCRIPTS = [  # the others are their helpers
+    HERE / name for name in ("prepare.py", "retrieval.py", "finetune.py", "engine.py", "hallucination.py")
+]
 
 if __name__ == "__main__":
     failed = [p.name for p in SCRIPTS if subprocess.run([sys.executable, str(p)]).returncode != 0]

@@ -13,6 +13,7 @@ from workbench.config import Config
 from workbench.engine import Engine
 from workbench.models import fresh_causal_lm
 from workbench.multi_lora import AdapterBank, AdapterUnusable
+from workbench.packed_linear import pack_linears
 from workbench.serve_api import make_server
 from workbench.variants import Decoding, VariantUnavailable
 from workbench.workspace import run_paths
@@ -55,12 +56,26 @@ def test_adapter_rows_match_peft_and_base_rows_match_the_base_model(tiny_llama_f
     bank = AdapterBank(model, {"a": tmp_path / "a", "b": tmp_path / "b"})
     bank.set_rows([None, None, None])
     assert torch.equal(_logits(model, ids), expected_base)  # no adapter in the batch: exactly the base layers
-    bank.set_rows(["a", None, "b"])
-    mixed = _logits(model, ids)
-    torch.testing.assert_close(mixed[0], expected["a"][0], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(mixed[1], expected_base[1], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(mixed[2], expected["b"][2], atol=1e-5, rtol=1e-4)
+    for packed in (False, True):
+        if packed:  # the same with oneDNN-packed fp32 weights (bf16 is checked end to end below)
+            assert pack_linears(model, torch.float32) > 0
+        bank.set_rows(["a", None, "b"])
+        mixed = _logits(model, ids)
+        torch.testing.assert_close(mixed[0], expected["a"][0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(mixed[1], expected_base[1], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(mixed[2], expected["b"][2], atol=1e-4, rtol=1e-4)
     assert not torch.allclose(expected["a"], expected_base, atol=1e-3)  # the adapters really change the output
+
+
+def test_packed_linear_matches_the_dense_layer():
+    torch.manual_seed(0)
+    dense = torch.nn.Linear(64, 48)
+    model = torch.nn.Sequential(dense)
+    x = torch.randn(3, 5, 64)
+    expected = dense(x).detach()
+    pack_linears(model, torch.float32)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_unusable_adapters_are_clear_errors(tiny_llama_folder, tmp_path):
@@ -122,7 +137,7 @@ def test_answers_record_what_produced_them(engine):
         assert 0 < answer.ttft_s <= answer.total_s
         assert answer.finish_reason in {"stop", "length"}
         assert answer.decoding == Decoding(max_new_tokens=24).to_dict()
-        assert answer.model_id.startswith("smollm2-135m-instruct@")
+        assert answer.model_id.startswith("smollm2-135m-instruct@") and answer.precision == engine.precision
     assert rag.tokens_in > base.tokens_in + 200
 
 

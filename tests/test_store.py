@@ -96,6 +96,7 @@ def answer(turn_id: str, variant: str, **changes) -> dict:
         "finish_reason": "stop",
         "decoding": {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 256, "seed": 3},
         "model_id": "smollm2-135m@abc123",
+        "precision": "bfloat16 weights, oneDNN packed",
         "adapter_id": "ft@def456" if "ft" in variant else None,
         "index_id": "idx@789" if "rag" in variant else None,
         "chunk_ids": ["doc1#0", "doc2#3"] if "rag" in variant else [],
@@ -487,3 +488,10 @@ def test_a_killed_writer_loses_no_committed_row_and_leaves_no_half_write(tmp_pat
     assert committed <= answers and committed <= rated
     assert all(claims.get(a) == 300 for a in committed)
     assert set(claims.values()) == {300}
+
+
+def test_workbench_db_environment_variable_chooses_the_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DB", f"sqlite:///{tmp_path / 'team.db'}")
+    with Store.open(home=tmp_path / "home") as store:
+        store.ensure_run("demo")
+    assert (tmp_path / "team.db").is_file() and not (tmp_path / "home" / "workbench.db").exists()

@@ -14,6 +14,7 @@ from workbench.models import ModelNotAvailable
 from workbench.workspace import check_name
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -117,6 +118,17 @@ def _serve_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from workbench.judge.checking import check_file
+
+    summary = check_file(args.input, args.output, args.name, load_config(args.config), args.home)
+    print(
+        f"checked {summary['rows']} answers with the {summary['detector']} detector in {summary['seconds']:.1f} s: "
+        f"{summary['flagged']} flagged; wrote {args.output}"
+    )
+    return 0
+
+
 def _print_prepare_summary(report: dict) -> None:
     docs, dupes, sizes = report["documents"], report["duplicates"], report["splits"]["sizes"]
     pii = dict(report["pii"]["documents"])
@@ -136,13 +148,24 @@ def _demo_inputs() -> tuple[Path, Path]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Prepare the shipped demo (when not prepared yet) and serve it."""
-    from workbench.data.prepare import prepare
-    from workbench.workspace import run_paths
+    """Prepare and index the shipped demo (when not done yet), fine-tune it in the background, and serve it.
 
+    The app opens at once with the base and RAG columns; the fine-tuned columns join when the adapter is ready.
+    """
+    from workbench.data.prepare import prepare
+    from workbench.training_job import train_in_background
+    from workbench.workspace import index_paths, run_paths
+
+    args.config = args.config or str(DEMO_CONFIG)
+    config = load_config(args.config)
     if not run_paths("demo", args.home).quality_json.exists():
         corpus, qa = _demo_inputs()
-        _print_prepare_summary(prepare("demo", corpus=[corpus], qa=qa, config=load_config(args.config), home=args.home))
+        _print_prepare_summary(prepare("demo", corpus=[corpus], qa=qa, config=config, home=args.home))
+    if not index_paths("demo", args.home).manifest.exists():
+        _index(argparse.Namespace(name="demo", config=args.config, home=args.home, update=False))
+    job = train_in_background("demo", config, args.home)
+    if job.status().state == "running":
+        print("fine-tuning the demo adapter in the background: see the Train tab; ft columns join when it is done")
     args.name = "demo"
     return _serve(args)
 
@@ -207,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     api.add_argument("--port", type=int, default=8000)
 
+    check = commands.add_parser("check", parents=[common], help="flag unsupported claims in a JSONL file of answers")
+    check.add_argument("--input", required=True, help="JSONL rows with question, answer and optional context")
+    check.add_argument("--output", required=True, help="JSONL file to write the rows with their verdicts to")
+    check.add_argument(
+        "--name", type=_run_name, help="run whose index gives evidence (needed for rows without context)"
+    )
+
     serve = commands.add_parser("serve", parents=[common], help="start the web app")
     serve.add_argument("--name", type=_run_name, help="run to open (default: the first run in HOME/runs)")
     _add_serve_options(serve)
@@ -223,6 +253,7 @@ COMMANDS = {
     "search": _search,
     "ask": _ask,
     "serve-api": _serve_api,
+    "check": _check,
     "serve": _serve,
     "demo": _demo,
 }

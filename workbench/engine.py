@@ -24,6 +24,7 @@ from transformers import DynamicCache
 from workbench.config import Config
 from workbench.models import fresh_causal_lm, resolve
 from workbench.multi_lora import AdapterBank
+from workbench.packed_linear import pack_linears, packing_dtype
 from workbench.remote import RemoteChat
 from workbench.variants import BUILT_IN, Decoding, Variant, VariantUnavailable, conversation, variant
 from workbench.workspace import file_sha256, index_paths, run_paths
@@ -46,6 +47,7 @@ class Answer:
     finish_reason: str  # "stop", "length" or "error"
     decoding: dict
     model_id: str
+    precision: str | None = None  # the weights' dtype and kernels, e.g. "bfloat16, oneDNN packed"
     adapter_id: str | None = None
     index_id: str | None = None
     chunk_ids: list[str] = field(default_factory=list)
@@ -84,6 +86,11 @@ class Engine:
             self.missing["ft"] = f"no adapter: run `workbench finetune --name {name or 'NAME'}`"
         self.bank = AdapterBank(self.model, adapters)
         self.adapter_ids = {key: _short_hash(folder / "adapter_model.safetensors") for key, folder in adapters.items()}
+        packed = packing_dtype(self.model)
+        self.precision = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        if packed is not None:
+            pack_linears(self.model, packed)
+            self.precision = f"{str(packed).removeprefix('torch.')} weights, oneDNN packed"
         # Without its own RAFT-trained adapter, ft_rag is the ft adapter shown the sources.
         self.adapter_for = {"ft": "ft", "ft_rag": "ft_rag" if "ft_rag" in adapters else "ft"}
         self.retriever, self.index_id = None, None
@@ -245,6 +252,7 @@ class Engine:
             finish_reason=row.finish,
             decoding=row.decoding.to_dict(),
             model_id=self.model_id,
+            precision=self.precision,
             adapter_id=self.adapter_ids.get(row.adapter) if row.adapter else None,
             index_id=self.index_id if row.variant.retrieval else None,
             chunk_ids=[h.chunk.id for h in shown],

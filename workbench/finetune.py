@@ -62,6 +62,17 @@ def lora_config(settings: FinetuneConfig) -> LoraConfig:
     )
 
 
+def steps_per_epoch(train_examples: int, settings: FinetuneConfig) -> int:
+    return max(1, math.ceil(train_examples / settings.batch_size) // settings.gradient_accumulation)
+
+
+def planned_steps(train_examples: int, settings: FinetuneConfig, max_steps: int | None = None) -> int:
+    """The optimizer steps a run aims for: `max_steps`, else the config's, else epochs x steps per epoch."""
+    if max_steps or settings.max_steps:
+        return max_steps or settings.max_steps
+    return math.ceil(settings.epochs * steps_per_epoch(train_examples, settings))
+
+
 def perplexity(model, items: list[Encoded], batch_size: int, pad_id: int) -> tuple[float, float]:
     """(mean loss per labelled token, perplexity) over encoded items, in eval mode without gradients."""
     was_training = model.training
@@ -176,16 +187,14 @@ def finetune(
 
     base, tokenizer = fresh_causal_lm(config.model.base, config.model.device)
     model = get_peft_model(base, lora_config(settings))
-    encode_all = lambda split: [  # noqa: E731
+    encode_all = lambda split: [
         encode(c, tokenizer, settings.system_prompt, settings.max_length)
         for c in recipe_conversations(paths, split, settings.recipe, config.prepare.passage_words)
     ]
     train = encode_all("train")
     val = encode_all("val") or train[:32]
     lengths = [len(item.input_ids) for item in train]
-    batches_per_epoch = math.ceil(len(train) / settings.batch_size)
-    steps_per_epoch = max(1, batches_per_epoch // settings.gradient_accumulation)
-    total_steps = max_steps or settings.max_steps or math.ceil(settings.epochs * steps_per_epoch)
+    total_steps = planned_steps(len(train), settings, max_steps)
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -285,7 +294,7 @@ def finetune(
         "total_params": sum(p.numel() for p in model.parameters()),
         "steps": state["step"],
         "total_steps": total_steps,
-        "epochs": round(state["step"] / steps_per_epoch, 3),
+        "epochs": round(state["step"] / steps_per_epoch(len(train), settings), 3),
         "outcome": state["outcome"],
         "best_step": monitor.best_step,
         "best_val_loss": monitor.best_val,

@@ -126,6 +126,13 @@ def pick_device(preference: str = "auto"):
     return "cpu", torch.float32
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 dot products, where bf16 matrix products beat fp32."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("WORKBENCH_CACHE") or Path.home() / ".cache" / "workbench")
 

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from workbench.data.loaders import BadInputError
+from workbench.packed_linear import PackedMatmul
 
 PREFIX = "base_model.model."
 
@@ -45,12 +46,27 @@ class MultiLoraLinear(nn.Module):
         self.up_t = nn.Parameter(up.t().contiguous(), requires_grad=False)
         self.ranks = [down.shape[0] for down in downs]
         self.gate: torch.Tensor | None = None  # (batch, 1, sum(r)) of 0/1, set by `set_rows`
+        self.packed: PackedMatmul | None = None
+
+    def pack(self, dtype: torch.dtype) -> None:
+        """Hold the stacked weights packed for oneDNN instead (see `packed_linear`)."""
+        self.packed = PackedMatmul(self.stacked, dtype)
+        self.stacked = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate is None:  # no row uses an adapter: exactly the base layer
-            return F.linear(x, self.stacked[: self.out_features], self.bias)
-        both = F.linear(x, self.stacked)
-        out = both[..., : self.out_features] + (both[..., self.out_features :] * self.gate) @ self.up_t
+        if self.packed is not None:
+            both = self.packed(x)
+            base = both[..., : self.out_features]
+            out = (
+                base.contiguous()
+                if self.gate is None
+                else base + (both[..., self.out_features :] * self.gate) @ self.up_t
+            )
+        elif self.gate is None:  # no row uses an adapter: exactly the base layer
+            out = F.linear(x, self.stacked[: self.out_features])
+        else:
+            both = F.linear(x, self.stacked)
+            out = both[..., : self.out_features] + (both[..., self.out_features :] * self.gate) @ self.up_t
         return out if self.bias is None else out + self.bias
 
 

@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -51,6 +52,7 @@ ANSWER_FIELDS = (
     "finish_reason",
     "decoding",
     "model_id",
+    "precision",
     "adapter_id",
     "index_id",
     "chunk_ids",
@@ -59,7 +61,14 @@ ANSWER_FIELDS = (
 )
 """The keys of `workbench.engine.Answer.to_dict()`, which `add_answer` takes as is."""
 
-_ANSWER_DEFAULTS = {"adapter_id": None, "index_id": None, "chunk_ids": [], "chunk_scores": [], "error": None}
+_ANSWER_DEFAULTS = {
+    "precision": None,
+    "adapter_id": None,
+    "index_id": None,
+    "chunk_ids": [],
+    "chunk_scores": [],
+    "error": None,
+}
 _CLAIM_KEYS = ("claim", "score", "supported", "evidence")
 _JSON_COLUMNS = {
     "config",
@@ -130,6 +139,7 @@ _SCHEMA_1 = (
         finish_reason TEXT,
         decoding TEXT NOT NULL,
         model_id TEXT,
+        precision TEXT,
         adapter_id TEXT,
         index_id TEXT,
         chunk_ids TEXT NOT NULL,
@@ -228,8 +238,9 @@ class Store:
 
     @classmethod
     def open(cls, target: str | Path | None = None, home: str | Path | None = None) -> Store:
-        """Open (creating or upgrading) the store: None -> `HOME/workbench.db`; a path or `sqlite:///path`;
-        or `postgresql://...`."""
+        """Open (creating or upgrading) the store: None -> `$WORKBENCH_DB` if set, else `HOME/workbench.db`; a path
+        or `sqlite:///path`; or `postgresql://...`."""
+        target = target if target is not None else os.environ.get("WORKBENCH_DB") or None
         if target is None:
             store = cls._open_sqlite(resolve_home(home) / "workbench.db")
         elif isinstance(target, str) and re.match(r"postgres(ql)?://", target):

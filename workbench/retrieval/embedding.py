@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from workbench.models import load_embedder, resolve
+from workbench.models import cpu_has_bf16, load_embedder, resolve
 from workbench.workspace import file_sha256
 
 MAX_BULK_WORKERS = 4
@@ -79,15 +79,10 @@ def bulk_embedders(spec: str, device: str = "auto") -> tuple:
     model = load_embedder(spec, device)
     if model.device.type != "cpu":
         return (model,)
-    dtype = torch.bfloat16 if _cpu_has_bf16() else torch.float32
+    dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
     count = min(MAX_BULK_WORKERS, torch.get_num_threads())
-    return tuple(copy.deepcopy(model).to(dtype) for _ in range(count))
-
-
-def _cpu_has_bf16() -> bool:
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    first = copy.deepcopy(model).to(dtype)
+    return (first, *(copy.deepcopy(first) for _ in range(count - 1)))
 
 
 def embedder_identity(spec: str, device: str = "auto") -> dict:

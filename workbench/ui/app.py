@@ -1,6 +1,7 @@
-"""The web app. For now: the prepared run's data-quality report and a chat with the base model.
+"""The web app: the blind arena, the ratings so far, training, the index, the run's data-quality report, a base chat.
 
-The arena, training and index tabs arrive with their issues; they will call the same core functions.
+One `Arena` (engine built on first use, one store) serves every browser; each browser has its own session in
+`gr.State`. Generation queues: the arena's answers run one turn at a time (`concurrency_limit=1`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ import gradio as gr
 
 from workbench.config import Config
 from workbench.models import chat
+from workbench.session import Arena
+from workbench.training_job import training_job
+from workbench.ui.arena import ArenaTab
+from workbench.ui.index_tab import IndexTab
+from workbench.ui.ratings import RatingsTab
+from workbench.ui.train_tab import TrainTab
 from workbench.workspace import resolve_home, run_paths
 
 
@@ -25,11 +32,17 @@ def _quality(home: Path, name: str | None) -> str:
     return run_paths(name, home).quality_md.read_text(encoding="utf-8")
 
 
-def build_app(home: str | Path | None = None, name: str | None = None, config: Config | None = None) -> gr.Blocks:
+def build_app(
+    home: str | Path | None = None, name: str | None = None, config: Config | None = None, arena: Arena | None = None
+) -> gr.Blocks:
+    """The app over run `name` (default: the first prepared run) in workspace `home`."""
     config = config or Config()
     home = resolve_home(home)
     runs = _runs(home)
     name = name or (runs[0] if runs else None)
+    arena = arena or Arena(config, name, home)
+    if name:  # a finished (or stopped) fine-tune brings the ft columns into new conversations
+        training_job(name, home).on_finish(lambda status: arena.reload() if status.has_adapter else None)
 
     def reply(message: str, history: list[dict]) -> str:
         messages = [{"role": turn["role"], "content": turn["content"]} for turn in history]
@@ -37,6 +50,15 @@ def build_app(home: str | Path | None = None, name: str | None = None, config: C
 
     with gr.Blocks(title="workbench") as app:
         gr.Markdown("# workbench\nFine-tune, retrieve, or both? Prepare a corpus, then compare.")
+        with gr.Tab("Arena", elem_id="wb-tab-arena"):
+            arena_tab = ArenaTab(arena)
+        with gr.Tab("Ratings", elem_id="wb-tab-ratings") as ratings:
+            RatingsTab(arena, ratings)
+        app.load(arena_tab.on_load, [arena_tab.rater], [arena_tab.rater, arena_tab.variants, arena_tab.status])
+        with gr.Tab("Train", elem_id="wb-tab-train"):
+            TrainTab(home, name, config, job_for=lambda run: training_job(run, home))
+        with gr.Tab("Index", elem_id="wb-tab-index"):
+            IndexTab(home, name, config, on_built=lambda run: arena.reload())
         with gr.Tab("Data"):
             run = gr.Dropdown(choices=runs, value=name, label="Run", interactive=bool(runs))
             report = gr.Markdown(_quality(home, name))
@@ -46,7 +68,15 @@ def build_app(home: str | Path | None = None, name: str | None = None, config: C
     return app
 
 
-def launch(home=None, name: str | None = None, host: str = "127.0.0.1", port: int = 7860, config: Config | None = None):
+def launch(
+    home=None,
+    name: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    config: Config | None = None,
+    **launch_kwargs,
+):
+    """Serve the app (loopback by default); `launch_kwargs` go to `gr.Blocks.launch` (auth, prevent_thread_lock...)."""
     app = build_app(home, name, config)
     app.queue(default_concurrency_limit=1)
-    return app.launch(server_name=host, server_port=port)
+    return app.launch(server_name=host, server_port=port, **launch_kwargs)

@@ -1,0 +1,262 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+from workbench.config import Config
+from workbench.data.loaders import BadInputError
+from workbench.judge.checking import check_file
+from workbench.judge.claims import contradicts, extract_facts, facts_agree, name_in, split_claims
+from workbench.judge.hallucination import (
+    DETECTORS,
+    Item,
+    Passage,
+    auroc,
+    average_precision,
+    fit_threshold,
+    make_detector,
+    precision_recall,
+    register_detector,
+)
+from workbench.judge.labelled import build_labelled_set, load_documents
+from workbench.judge.reference import is_abstention
+from workbench.workspace import read_jsonl
+
+REPO = Path(__file__).resolve().parent.parent
+RETURNS = (
+    "You can return hardware within 45 days from the delivery date. Opened items are refunded minus a 12% "
+    "restocking fee. Store credit carries a 5% bonus and is valid for 24 months."
+)
+
+
+def facts(text: str) -> set[tuple]:
+    return {(f.kind, f.value, f.unit) for f in extract_facts(text)}
+
+
+def test_claims_are_sentences_and_fact_bearing_clauses():
+    text = (
+        "The Skylark S3 Pro costs €2,180 and carries a 3-year warranty; it controls up to 16 zones. "
+        "It was founded by Ilse Varnhold and Dario Quennell. Weight is 2.1 kg, e.g. without the bracket."
+    )
+    assert split_claims(text) == [
+        "The Skylark S3 Pro costs €2,180.",
+        "carries a 3-year warranty.",
+        "it controls up to 16 zones.",
+        "It was founded by Ilse Varnhold and Dario Quennell.",
+        "Weight is 2.1 kg, e.g. without the bracket.",
+    ]
+    assert split_claims("- First item has 3 parts\n- Second has 4") == ["First item has 3 parts.", "Second has 4."]
+
+
+def test_facts_are_normalised_numbers_units_money_dates_and_codes():
+    assert facts("a fee of 1,200 euros") == facts("a fee of €1200") == {("money", "1200", "eur")}
+    assert facts("a 30-day window") == facts("within 30 days") == facts("thirty days") == {("number", "30", "day")}
+    assert facts("a 12% fee") == facts("12 percent") == {("percent", "12", "%")}
+    assert facts("on 14 March 2011") == facts("on March 14, 2011") == facts("on 2011-03-14")
+    assert facts("the Wren WP-40 probe") == {("code", "wp-40", None), ("name", "wren", None)}  # no number 40
+    march, day = extract_facts("in March 2011")[0], extract_facts("14 March 2011")[0]
+    assert facts_agree(march, day), "a month agrees with a day in it"
+    assert facts("Ilse Varnhold's company") == {("name", "ilse varnhold", None)}
+
+
+def test_the_same_subject_with_another_number_is_a_contradiction():
+    claimed = extract_facts("a 30-day return window")[0]
+    assert contradicts(claimed, extract_facts("the 45-day return window")[0])
+    assert not contradicts(claimed, extract_facts("within 30 days")[0])
+    assert not contradicts(claimed, extract_facts("up to 16 zones")[0]), "another quantity is not a contradiction"
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return make_detector(Config())
+
+
+def check_one(detector, answer: str, context: str = RETURNS, question: str = "What are the return terms?"):
+    return detector.check([Item(question, answer, [Passage("returns-1", context)])])[0]
+
+
+def test_supported_missing_and_contradicted_claims_score_in_that_order(detector):
+    supported = check_one(detector, "You can return hardware within 45 days from the delivery date.")
+    missing = check_one(
+        detector, "You can return hardware within 45 days from the delivery date at the Lenhollow desk."
+    )
+    contradicted = check_one(detector, "You can return hardware within 30 days from the delivery date.")
+    assert supported.score < missing.score < contradicted.score
+    assert not supported.flagged and contradicted.flagged
+    claim = contradicted.claims[0]
+    assert claim.evidence[0]["chunk_id"] == "returns-1" and 0 < claim.evidence[0]["score"] <= 1
+    assert claim.to_dict().keys() == {"text", "score", "supported", "evidence"} and not claim.supported
+
+
+def test_one_wrong_clause_flags_the_answer_and_only_that_claim(detector):
+    verdict = check_one(detector, "Opened items carry a 12% restocking fee and store credit is valid for 36 months.")
+    assert [c.supported for c in verdict.claims] == [True, False]
+    assert verdict.flagged
+
+
+def test_each_answer_in_a_batch_is_checked_against_its_own_context(detector):
+    items = [
+        Item("Return window?", "Hardware can be returned within 45 days.", [Passage("context-1", RETURNS)]),
+        Item("Buffer?", "The S2 keeps 7 days of readings offline.", [Passage("context-1", "The S2 buffers 7 days.")]),
+    ]
+    assert [check.flagged for check in detector.check(items)] == [False, False]
+    assert detector.check(items[:1])[0].claims[0].evidence[0]["text"] == RETURNS
+
+
+def test_abstentions_are_not_hallucinations(detector):
+    assert is_abstention("The documentation does not contain this information.")
+    assert not is_abstention("Refunds take 10 working days.")
+    verdict = check_one(detector, "The documentation does not contain this information.")
+    assert verdict.score == 0 and not verdict.flagged and verdict.claims[0].supported
+    assert check_one(detector, "").score == 0 and not check_one(detector, "").claims
+
+
+def test_registry_rejects_duplicates_and_unknown_names():
+    with pytest.raises(ValueError, match="already registered"):
+        register_detector("evidence", DETECTORS["evidence"])
+    config = Config.model_validate({"hallucination": {"detector": "oracle"}})
+    with pytest.raises(BadInputError, match="unknown detector 'oracle'; choose one of evidence, nli"):
+        make_detector(config)
+
+
+def test_nli_detector_runs_a_local_cross_encoder(tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from workbench.models import resolve
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve("all-minilm-l6-v2").path)
+    labels = {0: "contradiction", 1: "entailment", 2: "neutral"}
+    small = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()},
+    )  # fmt: skip
+    BertForSequenceClassification(small).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    config = Config.model_validate({"hallucination": {"detector": "nli", "nli_model": str(tmp_path)}})
+    verdict = check_one(make_detector(config), "You can return hardware within 45 days.")
+    assert 0 <= verdict.claims[0].score <= 1 and verdict.claims[0].evidence
+
+
+def test_metrics_on_known_cases():
+    labels = [0, 0, 1, 1]
+    assert auroc([0.1, 0.2, 0.8, 0.9], labels) == 1.0
+    assert auroc([0.9, 0.8, 0.2, 0.1], labels) == 0.0
+    assert auroc([0.5] * 4, labels) == 0.5
+    assert auroc([0.1, 0.4, 0.35, 0.8], labels) == 0.75
+    assert average_precision([0.1, 0.4, 0.35, 0.8], labels) == pytest.approx((1 + 2 / 3) / 2)
+    assert precision_recall([0.1, 0.4, 0.35, 0.8], labels, 0.35) == (2 / 3, 1.0)
+    assert fit_threshold([0.1, 0.4, 0.35, 0.8], labels) == 0.35
+
+
+@pytest.fixture(scope="module")
+def labelled(demo_index):
+    home, _ = demo_index
+    documents = load_documents("demo", home)
+    return build_labelled_set(read_jsonl(REPO / "demo" / "qa.jsonl"), documents, seed=13), documents
+
+
+def test_labelled_set_corrupts_real_facts_deterministically(labelled, demo_index):
+    rows, documents = labelled
+    assert rows == build_labelled_set(read_jsonl(REPO / "demo" / "qa.jsonl"), documents, seed=13)
+    assert rows != build_labelled_set(read_jsonl(REPO / "demo" / "qa.jsonl"), documents, seed=14)
+    kinds = {r["kind"] for r in rows}
+    assert kinds == {"true", "swapped_number", "swapped_name", "invented_fact"}
+    for row in rows:
+        gold = "\n".join(documents[d] for d in row["doc_ids"])
+        if row["label"] == 0:
+            assert row["answer"] == row["reference"] and row["change"] is None
+            continue
+        assert row["answer"] != row["reference"]
+        if row["kind"] == "invented_fact":
+            assert row["answer"].endswith(row["change"]["to"])
+        else:
+            assert row["change"]["from"] in row["reference"] and row["change"]["to"] in row["answer"]
+            assert not name_in(row["change"]["to"], gold), f"{row['id']}: the substitute occurs in the gold document"
+    by_pair = {}
+    for row in rows:
+        by_pair.setdefault(row["qa_id"], set()).add(row["half"])
+    assert all(len(halves) == 1 for halves in by_pair.values()), "a QA pair's rows stay in one half"
+    halves = [r["half"] for r in rows]
+    assert 0.4 < halves.count("calibration") / len(rows) < 0.6
+
+
+def test_calibration_never_sees_the_evaluation_half(labelled):
+    sys.path.insert(0, str(REPO / "bench"))
+    from hallucination import setting_figures
+
+    rows, _ = labelled
+    calibration = [r for r in rows if r["half"] == "calibration"][:40]
+    evaluation = [r for r in rows if r["half"] == "evaluation"][:40]
+    seen = []
+
+    class Scripted:
+        """Scores true answers low on the calibration half and everything high on the evaluation half."""
+
+        def check(self, items):
+            from workbench.judge.hallucination import Check, ClaimCheck
+
+            out = []
+            for item in items:
+                seen.append(item.answer)
+                row = next(
+                    r for r in calibration + evaluation if (r["question"], r["answer"]) == (item.question, item.answer)
+                )
+                score = 0.9 if row["half"] == "evaluation" or row["label"] else 0.2
+                out.append(Check(score, False, [ClaimCheck(item.answer, score, False)]))
+            return out
+
+    figures = setting_figures(Scripted(), calibration, evaluation, None)
+    assert figures["detector"]["threshold"] == 0.9, "fitted on the calibration half alone"
+    assert figures["detector"]["precision"] == pytest.approx(sum(r["label"] for r in evaluation) / len(evaluation))
+    assert len(seen) == len(calibration) + len(evaluation)
+
+
+def write_rows(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_check_end_to_end_with_and_without_context(demo_index, tmp_path, capsys):
+    home, _ = demo_index
+    rows = [
+        {"question": "How long is the return window?", "answer": "Hardware can be returned within 45 days.",
+         "context": RETURNS, "system": "rag"},
+        {"id": "q2", "question": "How long is the return window?", "answer": "Hardware can be returned within 30 days.",
+         "context": [RETURNS, "Shipping takes 3 days."]},
+        {"question": "How much does the Skylark S3 Pro cost?", "answer": "The Skylark S3 Pro costs €2,180."},
+        {"question": "How much does the Skylark S3 Pro cost?", "answer": "The Skylark S3 Pro costs €1,790."},
+    ]  # fmt: skip
+    source = write_rows(tmp_path / "answers.jsonl", rows)
+    out = tmp_path / "checked.jsonl"
+    code = main(["check", "--input", str(source), "--output", str(out), "--name", "demo", "--home", str(home)])
+    assert code == 0 and "checked 4 answers" in capsys.readouterr().out
+    checked = read_jsonl(out)
+    assert [r["id"] for r in checked] == ["answers-1", "q2", "answers-3", "answers-4"]
+    assert checked[0]["system"] == "rag" and checked[1]["context"][1] == "Shipping takes 3 days."
+    assert [r["flagged"] for r in checked] == [False, True, False, True]
+    assert all(0 <= r["hallucination_score"] <= 1 and r["claims"] for r in checked)
+    retrieved = checked[2]["claims"][0]["evidence"]
+    assert any("€2,180" in e["text"] for e in retrieved) and not retrieved[0]["chunk_id"].startswith("context")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl", "checked.jsonl"], "no temp files left"
+
+    with_context_only = check_file(write_rows(tmp_path / "ctx.jsonl", rows[:2]), tmp_path / "ctx-out.jsonl")
+    assert with_context_only["rows"] == 2 and with_context_only["flagged"] == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "answers.jsonl:2: not valid JSON"),
+        ('{"question": "q"}', "answers.jsonl:2: `answer` missing"),
+        ('{"question": "q", "answer": "a", "context": 3}', "answers.jsonl:2: `context` must be a string"),
+        ('{"question": "q", "answer": "a"}', "answers.jsonl:2: no `context` and no index"),
+    ],
+)
+def test_check_errors_name_the_file_and_line(tmp_path, capsys, line, message):
+    good = {"question": "q", "answer": "a", "context": "c"}
+    source = write_rows(tmp_path / "answers.jsonl", [good, line])
+    code = main(["check", "--input", str(source), "--output", str(tmp_path / "out.jsonl"), "--home", str(tmp_path)])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()

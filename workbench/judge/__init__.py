@@ -1,0 +1,64 @@
+"""Judges of answers: reference metrics, rubric-driven LLM judges, pairwise comparison, and agreement with humans.
+
+Every judge returns a `Judgement` (score 0..1, or None with the reason); see `registry` for running all reference
+judges on an answer item (`question`, `text`, and the QA pair's `reference` and `type`).
+"""
+
+from workbench.judge.agreement import Agreement, cohen_kappa, spearman
+from workbench.judge.llm import (
+    JudgeModel,
+    LLMJudge,
+    LocalJudgeModel,
+    RemoteJudgeModel,
+    Rubric,
+    load_rubric,
+    parse_score,
+    rubric_names,
+)
+from workbench.judge.pairwise import PairVerdict, PairwiseJudge, parse_verdict
+from workbench.judge.reference import (
+    DEFAULT_EMBEDDER,
+    Fact,
+    FactRecall,
+    contains,
+    embedding_cosine,
+    embedding_judge,
+    is_abstention,
+    is_unanswerable,
+    key_fact_recall,
+    key_facts,
+    rouge_l,
+)
+from workbench.judge.registry import REFERENCE_JUDGES, Judgement, register_reference_judge, run_judges
+
+__all__ = [
+    "DEFAULT_EMBEDDER",
+    "REFERENCE_JUDGES",
+    "Agreement",
+    "Fact",
+    "FactRecall",
+    "JudgeModel",
+    "Judgement",
+    "LLMJudge",
+    "LocalJudgeModel",
+    "PairVerdict",
+    "PairwiseJudge",
+    "RemoteJudgeModel",
+    "Rubric",
+    "cohen_kappa",
+    "contains",
+    "embedding_cosine",
+    "embedding_judge",
+    "is_abstention",
+    "is_unanswerable",
+    "key_fact_recall",
+    "key_facts",
+    "load_rubric",
+    "parse_score",
+    "parse_verdict",
+    "register_reference_judge",
+    "rouge_l",
+    "rubric_names",
+    "run_judges",
+    "spearman",
+]

@@ -1,0 +1,420 @@
+"""One rater's blind side-by-side conversation: columns A-D over shuffled variants, stored answers, ratings.
+
+An `ArenaSession` owns a conversation of one rater with 2-4 variants. The variants are shown in columns labelled
+A, B, C, D in a blind order (a seeded shuffle, drawn afresh for each conversation and stored with it), so
+nothing the rater sees names a column's variant until they vote. Each `ask` streams every column at once from
+`Engine.stream` and yields `Column` snapshots as their text grows. Each answer is stored the moment it ends
+(`Store.add_turn` once per turn, `Store.add_answer`); when the whole turn is done, the reference judges score the
+answers (only when the question is one of the run's QA pairs with a reference) and the hallucination detector
+checks their claims, both batched after the stream so that no column waits for another's checks. `rate` stores
+stars, the human hallucination flag and the vote; `reveal` names the columns, and only after a vote; after that
+the conversation is no longer blind, so further questions need `reset` (a new conversation, a new order).
+
+Nothing here imports Gradio: the UI (`workbench.ui.arena`) only renders `Column`s and forwards clicks.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from workbench.config import Config
+from workbench.data.loaders import BadInputError
+from workbench.models import ModelNotAvailable
+from workbench.variants import REMOTE_PREFIX, Decoding
+from workbench.workspace import resolve_home, run_paths
+
+LABELS = "ABCD"
+MIN_VARIANTS, MAX_VARIANTS = 2, 4
+TURN_VOTES = ("tie", "all_bad")
+"""Votes about the whole turn; a column label as the vote means that column's answer is the best."""
+
+
+class ArenaError(BadInputError):
+    """A request the session cannot honour now (reveal before a vote, a question after the reveal, ...)."""
+
+
+@dataclass
+class Source:
+    """A chunk the column's variant was shown, in prompt order."""
+
+    chunk_id: str
+    title: str
+    text: str
+    score: float
+
+
+@dataclass
+class Column:
+    """What one column shows: its label, the text so far and, once done, the answer's metadata.
+
+    It never holds the variant's name: it is what the UI may send to the browser before the reveal.
+    """
+
+    label: str
+    text: str = ""
+    done: bool = False
+    answer_id: str | None = None
+    ttft_s: float | None = None
+    total_s: float | None = None
+    tokens_out: int | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+    sources: list[Source] = field(default_factory=list)
+    judges: dict[str, float | None] = field(default_factory=dict)  # judge -> score (None: could not score)
+    claims: list[dict] | None = None  # [{text, score, supported, evidence}]; None: not checked
+    checked: bool = False  # judges and detector have run (or were skipped) for this turn
+
+
+def normalise_question(text: str) -> str:
+    """A question as looked up among the QA pairs: case, spacing and trailing punctuation ignored."""
+    return " ".join(text.lower().split()).rstrip(" ?.!")
+
+
+def load_references(name: str, home: str | Path | None = None) -> dict[str, dict]:
+    """The run's QA pairs with a reference answer, by normalised question: {reference, type}."""
+    found: dict[str, dict] = {}
+    data = run_paths(name, home).data
+    for path in sorted(data.glob("*.jsonl")) if data.is_dir() else []:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line) if line.strip() else {}
+                if row.get("origin", "qa") == "qa" and row.get("question") and row.get("answer"):
+                    found.setdefault(
+                        normalise_question(row["question"]), {"reference": row["answer"], "type": row.get("type")}
+                    )
+    return found
+
+
+def blind_order(variants: list[str], seed: int) -> list[str]:
+    """The variants in column order for a conversation: a shuffle determined by `seed`."""
+    order = list(variants)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+class ArenaSession:
+    """One rater's blind conversation with 2-4 variants; safe to share between threads (one call at a time).
+
+    `engine` is a `workbench.engine.Engine` (it serialises generation itself), `store` a `workbench.store.Store`
+    holding run `run`. `detector` is a hallucination detector (`make_detector`), None to skip the check.
+    `references` maps normalised questions to `{reference, type}` (see `load_references`).
+    """
+
+    def __init__(
+        self,
+        engine,
+        store,
+        run: str,
+        rater: str,
+        variants: list[str],
+        *,
+        detector=None,
+        references: dict[str, dict] | None = None,
+        decoding: Decoding | None = None,
+        seed: int | None = None,
+    ):
+        variants = list(dict.fromkeys(variants))
+        if not MIN_VARIANTS <= len(variants) <= MAX_VARIANTS:
+            raise ArenaError(f"choose {MIN_VARIANTS} to {MAX_VARIANTS} variants to compare, got {len(variants)}")
+        unavailable = [v for v in variants if v not in engine.local_variants() and not v.startswith("remote:")]
+        if unavailable:
+            have = ", ".join(engine.local_variants())
+            raise ArenaError(f"variant(s) {', '.join(unavailable)} cannot answer here; available: {have}")
+        self.engine, self.store, self.run, self.rater = engine, store, run, rater
+        self.variants = variants
+        self.detector, self.references, self.decoding = detector, references or {}, decoding
+        self._seeds = random.Random(seed if seed is not None else secrets.randbits(64))
+        self._lock = threading.Lock()
+        self._chunks: dict | None = None
+        self._new_conversation()
+
+    # -- state -----------------------------------------------------------------------------------------------------
+
+    def _new_conversation(self) -> None:
+        self.order = blind_order(self.variants, self._seeds.getrandbits(64))
+        self.labels = list(LABELS[: len(self.order)])
+        self._variant_of = dict(zip(self.labels, self.order))
+        self.conversation_id: int | None = None  # stored on the first question
+        self.histories: dict[str, list[dict]] = {v: [] for v in self.order}
+        self.columns = [Column(label) for label in self.labels]
+        self.turn_id: str | None = None
+        self.question: str | None = None  # the current turn's question
+        self.past: list[tuple[str, dict[str, str]]] = []  # earlier turns: (question, {label: answer text})
+        self._answers: dict[str, object] = {}  # label -> engine Answer of the current turn
+        self.voted = False
+        self.turns = 0
+
+    def reset(self) -> None:
+        """Start a new conversation: empty histories and a new blind order."""
+        with self._locked():
+            self._new_conversation()
+
+    def _locked(self):
+        if not self._lock.acquire(blocking=False):
+            raise ArenaError("this session is busy answering; wait for the answers to finish")
+        return _Release(self._lock)
+
+    # -- asking ----------------------------------------------------------------------------------------------------
+
+    def ask(self, question: str) -> Iterator[Column]:
+        """Answer `question` in every column at once, yielding a snapshot of each column as its text grows.
+
+        Every column ends with a `done` snapshot; after all are done, each column is yielded once more with its
+        judge scores and claims (`checked`). The last turn's answers are then what `rate` rates.
+        """
+        question = (question or "").strip()
+        if not question:
+            raise ArenaError("type a question first")
+        with self._locked():
+            if self.voted:
+                raise ArenaError("the names are revealed: start a new conversation to keep comparing blind")
+            if self.conversation_id is None:
+                self.conversation_id = self.store.start_conversation(self.run, self.rater, self.variants, self.order)
+            label_of = {v: label for label, v in self._variant_of.items()}
+            if self.question is not None:
+                self.past.append((self.question, {c.label: c.text for c in self.columns}))
+            self.question = question
+            self.columns = [Column(label) for label in self.labels]
+            self._answers, self.turn_id = {}, None
+            by_label = {c.label: c for c in self.columns}
+            events = self.engine.stream(question, self.order, self.histories, self.decoding)
+            try:
+                for event in events:
+                    column = by_label[label_of[event.variant]]
+                    column.text = event.text
+                    if event.done:
+                        self._finish(column, event.answer)
+                    yield replace(column)
+            finally:
+                events.close()
+            for variant in self.order:
+                answer = self._answers[label_of[variant]]
+                self.histories[variant] += [
+                    {"role": "user", "content": question},
+                    {"role": "assistant", "content": answer.text},
+                ]
+            self.turns += 1
+            self._check(question)
+            for column in self.columns:
+                yield replace(column)
+
+    def _finish(self, column: Column, answer) -> None:
+        """Store a finished answer (and its turn, with the first answer) and keep what the column shows."""
+        if self.turn_id is None:
+            self.turn_id = answer.turn_id
+            self.store.add_turn(self.conversation_id, answer.turn_id, answer.question)
+        self.store.add_answer(answer.to_dict())
+        self._answers[column.label] = answer
+        column.done, column.answer_id, column.text = True, answer.id, answer.text
+        column.ttft_s, column.total_s = answer.ttft_s, answer.total_s
+        column.tokens_out, column.finish_reason, column.error = answer.tokens_out, answer.finish_reason, answer.error
+        chunks = self._chunk_map()
+        column.sources = [
+            Source(cid, chunks[cid].title if cid in chunks else "", chunks[cid].text if cid in chunks else "", score)
+            for cid, score in zip(answer.chunk_ids, answer.chunk_scores)
+        ]
+
+    def _chunk_map(self) -> dict:
+        if self._chunks is None:
+            retriever = getattr(self.engine, "retriever", None)
+            self._chunks = {c.id: c for c in retriever.chunks} if retriever is not None else {}
+        return self._chunks
+
+    def _check(self, question: str) -> None:
+        """Reference judges (when the question has a reference) and the detector, over the turn's answers."""
+        from workbench.judge import run_judges
+
+        reference = self.references.get(normalise_question(question))
+        for column in self.columns:
+            answer = self._answers[column.label]
+            if reference is not None:
+                item = {"question": question, "text": answer.text, **reference}
+                for judgement in run_judges(item):
+                    self.store.add_judgement(
+                        answer.id, judgement.judge, judgement.score, judgement.reason, judgement.details
+                    )
+                    column.judges[judgement.judge] = judgement.score
+        if self.detector is not None:
+            self._detect(question)
+        for column in self.columns:
+            column.checked = True
+
+    def _detect(self, question: str) -> None:
+        from workbench.judge.hallucination import Item, Passage
+
+        items, columns = [], []
+        for column in self.columns:
+            answer = self._answers[column.label]
+            if not answer.text or answer.error:
+                continue
+            context = [Passage(s.chunk_id, s.text, s.title) for s in column.sources] if column.sources else None
+            if context is None and getattr(self.detector, "retriever", None) is None:
+                continue  # no evidence to check a closed-book answer against
+            items.append(Item(question, answer.text, context))
+            columns.append(column)
+        if not items:
+            return
+        for column, check in zip(columns, self.detector.check(items)):
+            claims = [c.to_dict() for c in check.claims]
+            self.store.add_claims(
+                column.answer_id,
+                self.detector.name,
+                [
+                    {"claim": c["text"], "score": c["score"], "supported": c["supported"], "evidence": c["evidence"]}
+                    for c in claims
+                ],
+            )
+            column.claims = claims
+
+    def history(self, label: str) -> list[tuple[str, str]]:
+        """Column `label`'s earlier turns of this conversation: (question, answer text), oldest first."""
+        return [(question, texts[label]) for question, texts in self.past]
+
+    # -- rating ----------------------------------------------------------------------------------------------------
+
+    def rate(
+        self,
+        stars: dict[str, int | None] | None = None,
+        vote: str | None = None,
+        hallucinated: dict[str, bool | None] | None = None,
+        comment: str | None = None,
+    ) -> list[int]:
+        """Rate the last turn: stars 1-5 and the hallucination flag per column label, a vote (a column label for
+        the best answer, `tie` or `all_bad`) and a comment; returns the stored rating ids.
+
+        The comment goes with the winning answer's rating, or with the turn-level rating of a tie / all-bad
+        vote or of no vote. Rating again replaces the rater's earlier ratings of the turn.
+        """
+        stars, hallucinated = stars or {}, hallucinated or {}
+        comment = (comment or "").strip() or None
+        with self._locked():
+            if self.turn_id is None or len(self._answers) < len(self.labels):
+                raise ArenaError("nothing to rate yet: ask a question and wait for every answer")
+            unknown = sorted((set(stars) | set(hallucinated)) - set(self.labels))
+            if unknown:
+                raise ArenaError(
+                    f"unknown column(s) {', '.join(unknown)}; this conversation has {', '.join(self.labels)}"
+                )
+            if vote is not None and vote not in self.labels and vote not in TURN_VOTES:
+                raise ArenaError(f"vote {vote!r}: give a column ({', '.join(self.labels)}), 'tie' or 'all_bad'")
+            ids = []
+            for label in self.labels:
+                best = vote == label
+                given = {"stars": stars.get(label), "hallucinated": hallucinated.get(label)}
+                note = comment if best else None
+                if any(v is not None for v in given.values()) or best:
+                    ids.append(
+                        self.store.add_rating(
+                            self.turn_id,
+                            self.rater,
+                            answer_id=self._answers[label].id,
+                            vote="best" if best else None,
+                            comment=note,
+                            **given,
+                        )
+                    )
+            if vote in TURN_VOTES or (vote is None and comment):
+                ids.append(self.store.add_rating(self.turn_id, self.rater, vote=vote, comment=comment))
+            if vote is not None:
+                self.voted = True
+            return ids
+
+    def reveal(self) -> dict[str, str]:
+        """Column label -> variant name; only after this conversation's vote."""
+        if not self.voted:
+            raise ArenaError("vote first (best answer, tie or all bad): the names are shown only after a vote")
+        return dict(self._variant_of)
+
+
+class Arena:
+    """What all sessions of one app share: the engine (built on first use), the store, the run's reference
+    answers and the hallucination detector. `session(rater, variants)` starts a rater's conversation."""
+
+    def __init__(
+        self, config: Config | None = None, name: str | None = None, home: str | Path | None = None, store=None
+    ):
+        from workbench.store import Store
+
+        self.config, self.name, self.home = config or Config(), name, resolve_home(home)
+        self.store = store or Store.open(home=self.home)
+        self.references = load_references(name, self.home) if name else {}
+        self.detector, self.detector_problem = None, None
+        self._engine = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self):
+        """The engine, built on first use (loading the model takes seconds); the run is recorded in the store."""
+        with self._lock:
+            if self._engine is None:
+                from workbench.engine import Engine
+
+                engine = Engine(self.config, self.name, self.home)
+                if self.name:
+                    self.store.ensure_run(
+                        self.name,
+                        config=self.config.model_dump(mode="json"),
+                        model_id=engine.model_id,
+                        adapter_id=engine.adapter_ids.get("ft"),
+                        index_id=engine.index_id,
+                    )
+                self.detector, self.detector_problem = _detector(self.config, engine.retriever)
+                self._engine = engine
+            return self._engine
+
+    def reload(self) -> None:
+        """Build the engine again on next use: a new adapter or index was written (new sessions get it)."""
+        with self._lock:
+            self._engine = None
+
+    def choices(self) -> list[str]:
+        """Every variant that can answer here: the local ones, then the configured remote endpoints."""
+        return self.engine.local_variants() + [REMOTE_PREFIX + r for r in self.config.chat.remotes]
+
+    def defaults(self) -> list[str]:
+        """The configured variants that can answer here (at most four)."""
+        return self.engine.available()[:MAX_VARIANTS]
+
+    def session(self, rater: str, variants: list[str], seed: int | None = None) -> ArenaSession:
+        if not self.name:
+            raise ArenaError("no prepared run: run `workbench prepare --name NAME --corpus PATH` and serve it")
+        engine = self.engine
+        return ArenaSession(
+            engine,
+            self.store,
+            self.name,
+            rater,
+            variants,
+            detector=self.detector,
+            references=self.references,
+            seed=seed,
+        )
+
+
+def _detector(config: Config, retriever) -> tuple[object | None, str | None]:
+    """The configured hallucination detector, or None and why (the arena then shows no claims)."""
+    try:
+        from workbench.judge.hallucination import make_detector
+    except ImportError as exc:
+        return None, f"no hallucination detector in this build ({exc})"
+    try:
+        return make_detector(config, retriever), None
+    except (BadInputError, ModelNotAvailable, OSError) as exc:
+        return None, f"hallucination detector unavailable: {exc}"
+
+
+class _Release:
+    def __init__(self, lock: threading.Lock):
+        self.lock = lock
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.release()

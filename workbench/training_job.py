@@ -1,0 +1,222 @@
+"""Fine-tuning in a background thread, so the app stays usable (and `workbench demo` serves at once) while it trains.
+
+`training_job(name, home)` gives this process's one job for a run: the Train tab and the demo's background training
+share it, so a second start while it trains is refused instead of two loops writing one run folder. The live curves
+and alerts are read from the files `finetune` appends to (`metrics.csv`, `events.jsonl`); their last line may be
+half written while we read, so an unfinished line is skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.config import Config
+from workbench.finetune import finetune, planned_steps
+from workbench.train_data import recipe_conversations
+from workbench.workspace import read_json, resolve_home, run_paths
+
+log = logging.getLogger(__name__)
+
+
+class JobRunning(RuntimeError):
+    """A start was requested for a run that is already training in this process."""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of one job; `state` is idle, running, finished, stopped (on request) or failed (see `error`)."""
+
+    name: str
+    state: str
+    step: int | None
+    """Latest step in `metrics.csv`."""
+    total: int | None
+    """Steps the run aims for; None until known."""
+    elapsed_s: float | None
+    """Wall seconds since the start (model loading included), frozen at the end."""
+    stop_requested: bool
+    error: str | None
+    summary: dict | None
+    """The `finetune` section of the run's manifest, once the run has ended without failing."""
+
+    @property
+    def has_adapter(self) -> bool:
+        """A finished or stopped run has written its best adapter to `runs/NAME/adapter/`."""
+        return self.state in ("finished", "stopped")
+
+
+class TrainingJob:
+    """Runs `finetune` for one run in a daemon thread; get it through `training_job`. Thread-safe."""
+
+    def __init__(self, name: str, home: str | Path | None = None) -> None:
+        self.name, self.home = name, resolve_home(home)
+        self.paths = run_paths(name, self.home)
+        self._lock = threading.Lock()
+        self._hooks: list[Callable[[JobStatus], None]] = []
+        self._state, self._error, self._summary = "idle", None, None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._total: int | None = None
+        self._started: float | None = None
+        self._ended: float | None = None
+        self._fresh_since: float | None = None  # a new (not resumed) run: files older than this are the last run's
+
+    def on_finish(self, hook: Callable[[JobStatus], None]) -> None:
+        """Call `hook(status)` in the training thread whenever a later start ends (finished, stopped or failed)."""
+        with self._lock:
+            self._hooks.append(hook)
+
+    def start(self, config: Config, max_steps: int | None = None, resume: bool = False) -> None:
+        """Start training in the background; raises `JobRunning` while this run is already training."""
+        with self._lock:
+            if self._state == "running":
+                raise JobRunning(
+                    f"run {self.name!r} is already training (started {time.perf_counter() - self._started:.0f} s ago); "
+                    "cancel it or wait for it to end before starting again"
+                )
+            self._state, self._error, self._summary, self._total = "running", None, None, None
+            self._stop = threading.Event()
+            self._started, self._ended = time.perf_counter(), None
+            self._fresh_since = None if resume else time.time()
+            self._thread = threading.Thread(
+                target=self._run,
+                args=(config, max_steps, resume, self._stop),
+                name=f"finetune-{self.name}",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def stop(self) -> bool:
+        """Ask the loop to end cleanly after its current step, keeping the best adapter; False when not running."""
+        with self._lock:
+            if self._state != "running":
+                return False
+            self._stop.set()
+            return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the current run ends (or `timeout` seconds pass); True when nothing is running."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def status(self) -> JobStatus:
+        with self._lock:
+            state, error, summary, total = self._state, self._error, self._summary, self._total
+            started, ended, stop_requested = self._started, self._ended, self._stop.is_set()
+        rows = self.curves()
+        elapsed = None if started is None else (ended or time.perf_counter()) - started
+        return JobStatus(
+            self.name,
+            state,
+            rows[-1]["step"] if rows else None,
+            total,
+            elapsed,
+            stop_requested and state == "running",
+            error,
+            summary,
+        )
+
+    def curves(self) -> list[dict]:
+        """The rows of `metrics.csv` so far (see `read_metrics`); none from an earlier run while a new one loads."""
+        return read_metrics(self.paths.metrics) if self._current(self.paths.metrics) else []
+
+    def alerts(self) -> list[dict]:
+        """The events of `events.jsonl` so far (see `read_events`), with the same rule as `curves`."""
+        return read_events(self.paths.events) if self._current(self.paths.events) else []
+
+    def _current(self, path: Path) -> bool:
+        with self._lock:
+            since = self._fresh_since
+        return path.exists() and (since is None or path.stat().st_mtime >= since)
+
+    def _run(self, config: Config, max_steps: int | None, resume: bool, stop: threading.Event) -> None:
+        state, error, summary = "failed", "training was interrupted", None
+        try:
+            total = None
+            if self.paths.split("train").exists():
+                settings = config.finetune
+                examples = recipe_conversations(self.paths, "train", settings.recipe, config.prepare.passage_words)
+                total = planned_steps(len(examples), settings, max_steps)
+            with self._lock:
+                self._total = total
+            summary = finetune(
+                self.name, config, self.home, max_steps=max_steps, resume=resume, stop=stop, progress=False
+            )
+            state, error = ("stopped" if summary["outcome"] == "stopped" else "finished"), None
+        except Exception as exc:  # a thread's failure must reach the status, not vanish
+            log.exception("training run %s failed", self.name)
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                self._state, self._error, self._summary, self._ended = state, error, summary, time.perf_counter()
+                hooks = list(self._hooks)
+        status = self.status()
+        for hook in hooks:
+            try:
+                hook(status)
+            except Exception:  # one failing hook must not stop the others
+                log.exception("on_finish hook %r of run %s failed", hook, self.name)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """`metrics.csv` as dicts: `step` an int, every other column a float or None (val columns off eval steps)."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    complete = [line for line in lines if line.endswith("\n")]
+    rows = []
+    for row in csv.DictReader(complete):
+        if None in row or None in row.values():  # a row with too many or too few fields
+            continue
+        try:
+            rows.append({k: int(v) if k == "step" else (float(v) if v else None) for k, v in row.items()})
+        except ValueError:
+            continue
+    return rows
+
+
+def read_events(path: Path) -> list[dict]:
+    """`events.jsonl` as dicts (step, kind, message), skipping a line still being written."""
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if not line.endswith("\n") or not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+_JOBS: dict[Path, TrainingJob] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+def training_job(name: str, home: str | Path | None = None) -> TrainingJob:
+    """This process's one job for run `name` in workspace `home`, created on first use."""
+    root = run_paths(name, home).root
+    with _JOBS_LOCK:
+        if root not in _JOBS:
+            _JOBS[root] = TrainingJob(name, home)
+        return _JOBS[root]
+
+
+def train_in_background(name: str, config: Config, home: str | Path | None = None) -> TrainingJob:
+    """Start training run `name` unless it has ended before (resuming an interrupted one); for `workbench demo`."""
+    job = training_job(name, home)
+    manifest = read_json(job.paths.manifest) if job.paths.manifest.exists() else {}
+    if "finetune" not in manifest and job.status().state != "running":
+        job.start(config, resume=(job.paths.checkpoint / "state.pt").exists())
+    return job

@@ -1,0 +1,195 @@
+"""The Train tab: the fine-tuning settings as a form, Start and Cancel, and the run's progress, curves and alerts.
+
+Training runs in a `TrainingJob` (a background thread), so the tab only starts it, asks it to stop, and polls it
+every couple of seconds with a `gr.Timer`. The form is generated from `FinetuneConfig`: one input per field, its
+docstring as the help text, and the config's own validation (messages naming the field) before anything starts.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, get_args, get_origin
+
+import gradio as gr
+import pandas as pd
+from pydantic.fields import FieldInfo
+
+from workbench.config import Config, ConfigError, FinetuneConfig, config_from_dict
+from workbench.training_job import JobRunning, JobStatus, TrainingJob
+from workbench.ui.render import esc
+
+NO_RUN = "No prepared run yet: run `workbench prepare --name NAME --corpus PATH [--qa PATH]` first."
+ALERT_KINDS = ("spike", "overfit", "early_stop", "forgetting", "stopped")
+CSS = """
+.wb-train progress { width: 100%; height: 14px; }
+.wb-alerts li { margin: 4px 0; }
+.wb-alert-kind { font-weight: 700; text-transform: uppercase; font-size: 0.85em; margin-right: 6px; }
+.wb-failed, .wb-alert-spike .wb-alert-kind, .wb-alert-overfit .wb-alert-kind, .wb-alert-forgetting .wb-alert-kind {
+  color: #b42318;
+}
+"""
+
+
+def prepared_runs(home: Path) -> list[str]:
+    """Runs in `HOME/runs` with prepared training data."""
+    runs = home / "runs"
+    return sorted(p.name for p in runs.iterdir() if (p / "data" / "train.jsonl").is_file()) if runs.is_dir() else []
+
+
+def _optional(annotation) -> bool:
+    return isinstance(annotation, types.UnionType) and type(None) in get_args(annotation)
+
+
+def field_input(name: str, field: FieldInfo, value) -> gr.components.Component:
+    """The input for one `FinetuneConfig` field, chosen by its type, with its docstring as help text."""
+    options = {"label": name, "info": " ".join((field.description or "").split()), "elem_id": f"wb-ft-{name}"}
+    annotation = field.annotation
+    base = next((a for a in get_args(annotation) if a is not type(None)), annotation)
+    if get_origin(annotation) is Literal:
+        return gr.Dropdown(list(get_args(annotation)), value=value, **options)
+    if get_origin(annotation) is list:
+        return gr.Dropdown(value, value=value, multiselect=True, allow_custom_value=True, **options)
+    if base is str:
+        return gr.Textbox(value or "", lines=2 if not _optional(annotation) else 1, **options)
+    return gr.Number(value, precision=0 if base is int else None, **options)
+
+
+def form_settings(values: dict) -> dict:
+    """Form values as `finetune` settings: an empty optional field means None (its default)."""
+    fields = FinetuneConfig.model_fields
+    return {k: None if v in ("", None) and _optional(fields[k].annotation) else v for k, v in values.items()}
+
+
+def status_html(status: JobStatus | None) -> str:
+    """State, a step/total bar and timings of the run's job."""
+    if status is None:
+        return f"<p>{esc(NO_RUN)}</p>"
+    step, total = status.step or 0, status.total
+    words = {
+        "idle": "not training in this session",
+        "running": "stopping after this step" if status.stop_requested else "training",
+        "finished": "finished",
+        "stopped": "stopped on request; the best adapter so far is kept",
+        "failed": "failed",
+    }[status.state]
+    parts = [f'<div class="wb-train"><p><b>{esc(status.name)}</b>: {esc(words)}']
+    if status.step is not None:
+        parts.append(f" · step {step}" + (f" / {total}" if total else ""))
+    if status.elapsed_s is not None:
+        parts.append(f" · {status.elapsed_s:.0f} s")
+    parts.append("</p>")
+    if total:
+        parts.append(f'<progress value="{min(step, total)}" max="{total}"></progress>')
+    if status.summary:
+        summary = status.summary
+        parts.append(
+            f"<p>best val loss {summary['best_val_loss']:.4f} at step {summary['best_step']} "
+            f"(perplexity {summary['best_val_perplexity']:.2f}); {summary['tokens_per_s']:.0f} tokens/s</p>"
+        )
+    if status.error:
+        parts.append(f'<pre class="wb-failed">{esc(status.error)}</pre>')
+    return "".join(parts) + "</div>"
+
+
+def alerts_html(events: list[dict]) -> str:
+    """The training alerts (spike, overfit, early stop, forgetting, stop), escaped, oldest first."""
+    alerts = [e for e in events if e.get("kind") in ALERT_KINDS]
+    if not alerts:
+        return "<p>No alerts.</p>"
+    items = "".join(
+        f'<li class="wb-alert-{esc(e["kind"])}"><span class="wb-alert-kind">{esc(e["kind"].replace("_", " "))}</span>'
+        f"step {esc(e.get('step'))}: {esc(e.get('message', ''))}</li>"
+        for e in alerts
+    )
+    return f'<ul class="wb-alerts">{items}</ul>'
+
+
+def loss_frame(rows: list[dict]) -> pd.DataFrame:
+    """Train and val loss by step, long format (`step`, `loss`, `curve`) for one colour per curve."""
+    points = [
+        (row["step"], row[key], label)
+        for row in rows
+        for key, label in (("train_loss", "train loss"), ("val_loss", "val loss"))
+        if row.get(key) is not None
+    ]
+    return _frame(points, ["step", "loss", "curve"])
+
+
+def perplexity_frame(rows: list[dict]) -> pd.DataFrame:
+    """Val perplexity by step (evaluation steps only)."""
+    return _frame(
+        [(r["step"], r["val_perplexity"]) for r in rows if r.get("val_perplexity") is not None], ["step", "perplexity"]
+    )
+
+
+def _frame(points: list[tuple], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(points, columns=columns)
+    return frame.astype({"step": "int64", columns[1]: "float64"} | ({"curve": "str"} if "curve" in columns else {}))
+
+
+class TrainTab:
+    """The components of the Train tab and their handlers; build inside a `gr.Blocks` context."""
+
+    def __init__(
+        self, home: Path, name: str | None, config: Config, job_for: Callable[[str], TrainingJob], every_s: float = 2.0
+    ):
+        self.config, self.job_for = config, job_for
+        runs = prepared_runs(home)
+        self.run = gr.Dropdown(runs, value=name if name in runs else None, label="Run", elem_id="wb-train-run")
+        with gr.Accordion("Fine-tuning settings (config.finetune)", open=False):
+            fields = FinetuneConfig.model_fields
+            self.fields = {}
+            names = list(fields)
+            for start in range(0, len(names), 3):
+                with gr.Row():
+                    for key in names[start : start + 3]:
+                        self.fields[key] = field_input(key, fields[key], getattr(config.finetune, key))
+        self.resume = gr.Checkbox(False, label="Resume from the run's last checkpoint", elem_id="wb-train-resume")
+        with gr.Row():
+            self.start = gr.Button("Start training", variant="primary", elem_id="wb-train-start")
+            self.cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="wb-train-cancel")
+        self.message = gr.HTML(css_template=CSS, elem_id="wb-train-message")
+        self.progress = gr.HTML(css_template=CSS, elem_id="wb-train-progress")
+        with gr.Row():
+            self.losses = gr.LinePlot(x="step", y="loss", color="curve", title="Loss", elem_id="wb-train-loss")
+            self.perplexity = gr.LinePlot(x="step", y="perplexity", title="Val perplexity", elem_id="wb-train-ppl")
+        self.alerts = gr.HTML(css_template=CSS, elem_id="wb-train-alerts")
+        self.timer = gr.Timer(every_s)
+
+        live = [self.progress, self.losses, self.perplexity, self.alerts, self.start, self.cancel]
+        self.start.click(self.on_start, [self.run, self.resume, *self.fields.values()], [self.message, *live])
+        self.cancel.click(self.on_cancel, [self.run], [self.message, *live])
+        self.timer.tick(self.on_refresh, [self.run], live, show_progress="hidden")
+        self.run.change(self.on_refresh, [self.run], live)
+
+    def on_start(self, run: str | None, resume: bool, *values):
+        if not run:
+            return {self.message: f"<p>{esc(NO_RUN)}</p>"} | self.on_refresh(run)
+        settings = form_settings(dict(zip(self.fields, values)))
+        try:
+            config = config_from_dict(self.config.model_dump() | {"finetune": settings}, source="Fine-tuning settings")
+            self.job_for(run).start(config, resume=resume)
+        except (ConfigError, JobRunning) as exc:
+            return {self.message: f'<pre class="wb-failed">Not started. {esc(exc)}</pre>'} | self.on_refresh(run)
+        return {self.message: f"<p>Started training <b>{esc(run)}</b>.</p>"} | self.on_refresh(run)
+
+    def on_cancel(self, run: str | None):
+        asked = bool(run) and self.job_for(run).stop()
+        message = "Stopping after the current step; the best adapter is kept." if asked else "Nothing is training."
+        return {self.message: f"<p>{esc(message)}</p>"} | self.on_refresh(run)
+
+    def on_refresh(self, run: str | None):
+        job = self.job_for(run) if run else None
+        status = job.status() if job else None
+        rows = job.curves() if job else []
+        running = status is not None and status.state == "running"
+        return {
+            self.progress: status_html(status),
+            self.losses: loss_frame(rows),
+            self.perplexity: perplexity_frame(rows),
+            self.alerts: alerts_html(job.alerts() if job else []),
+            self.start: gr.Button(interactive=bool(run) and not running),
+            self.cancel: gr.Button(interactive=running and not status.stop_requested),
+        }
