@@ -11,7 +11,7 @@ as trained ones), and every row generates exactly `--tokens` new tokens (end of 
 - `rss_four_over_one`: peak RSS of a process serving the four variants (model, adapter, index, embedder) through
   one turn / a process serving the base model alone through one turn (goal <= 1.15).
 - `tokens_per_s` of the batched turn (all rows), and each variant's time to first token in it.
-Usage: python bench/engine.py [--tokens 32] [--repeats 3]
+Usage: python bench/engine.py [--tokens 128 (chat.max_new_tokens)] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -137,8 +137,8 @@ def turn_figures(engine: Engine, home: Path, decoding: Decoding, repeats: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=Config().chat.max_new_tokens, help="new tokens per answer")
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     config = Config()
     decoding = Decoding(max_new_tokens=args.tokens, min_new_tokens=args.tokens)

@@ -7,7 +7,8 @@ precision / recall at that threshold are reported, in two settings:
 - with context: the detector is given the gold documents' chunks (unanswerable questions: the top 3 retrieved
   chunks, as a RAG variant would see), and no index;
 - without context: evidence comes from index retrieval only (how base and fine-tuned answers are checked).
-Baselines are scored the same way: answer length in words, and a seeded random score. Throughput is judged answers
+Baselines are scored the same way: answer length in words, the mean negative log-probability of the answer's
+tokens under the local chat model given the question, and a seeded random score. Throughput is judged answers
 per second over the evaluation half (models loaded beforehand).
 Usage: python bench/hallucination.py [--limit N]
 """
@@ -114,10 +115,48 @@ def recall_by_kind(rows: list[dict], scores: list[float], threshold: float) -> d
     return result  # for `true` this is the false-positive rate
 
 
-def baselines(calibration: list[dict], evaluation: list[dict]) -> dict:
+def answer_nll(rows: list[dict], config: Config, batch_size: int = 16) -> dict[str, float]:
+    """Mean negative log-probability per answer token under the local chat model, given the question."""
+    import torch
+
+    from workbench.models import load_causal_lm
+    from workbench.train_data import IGNORE, collate, encode
+
+    model, tokenizer = load_causal_lm(config.model.base, config.model.device)
+    scores = {}
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        items = [
+            encode(
+                [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"]}],
+                tokenizer,
+                config.finetune.system_prompt,
+                512,
+            )
+            for r in batch
+        ]
+        tensors = collate(items, tokenizer.pad_token_id)
+        with torch.inference_mode():
+            logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits[:, :-1]
+        labels = tensors["labels"][:, 1:]
+        mask = labels != IGNORE
+        token_nll = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none"
+        )
+        per_row = (token_nll * mask).sum(1) / mask.sum(1).clamp(min=1)
+        scores |= {r["id"]: float(v) for r, v in zip(batch, per_row)}
+    return scores
+
+
+def baselines(calibration: list[dict], evaluation: list[dict], config: Config) -> dict:
     rng = random.Random(SEED)
+    nll = answer_nll(calibration + evaluation, config)
     result = {}
-    for name, score in (("length_words", lambda r: len(r["answer"].split())), ("random", lambda r: rng.random())):
+    for name, score in (
+        ("length_words", lambda r: len(r["answer"].split())),
+        ("mean_token_nll", lambda r: nll[r["id"]]),
+        ("random", lambda r: rng.random()),
+    ):
         cal = [score(r) for r in calibration]
         ev = [score(r) for r in evaluation]
         threshold = fit_threshold(cal, [r["label"] for r in calibration])
@@ -145,7 +184,7 @@ def main() -> None:
             "labelled_set": summary(rows),
             "with_context": setting_figures(make_detector(config), calibration, evaluation, contexts),
             "without_context": setting_figures(make_detector(config, retriever), calibration, evaluation, None),
-            "baselines": baselines(calibration, evaluation),
+            "baselines": baselines(calibration, evaluation, config),
         }
     record("hallucination", figures)
 

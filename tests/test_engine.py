@@ -221,3 +221,22 @@ def test_cli_ask_prints_every_variant(engine_home, tmp_path, capsys):
     assert "== base" in out and "== rag" in out and "; sources " in out and "skylark" in out
     assert main([*args, "--variants", "gpt", QUESTION]) == 2
     assert "unknown variant 'gpt'" in capsys.readouterr().err
+
+
+def test_growing_cache_layer_matches_the_stock_layer():
+    from transformers.cache_utils import DynamicLayer
+
+    from workbench.engine import _GrowingLayer
+
+    torch.manual_seed(0)
+    stock, growing = DynamicLayer(), _GrowingLayer()
+    for step, length in enumerate([300, *[1] * 300]):  # a prefill, then steps past the first spare room
+        rows = 3 if step <= 150 else 2
+        keys, values = torch.randn(rows, 2, length, 8), torch.randn(rows, 2, length, 8)
+        expected, got = stock.update(keys, values), growing.update(keys, values)
+        if step == 150:
+            for layer in (stock, growing):
+                layer.batch_select_indices(torch.tensor([0, 2]))
+            expected, got = (stock.keys, stock.values), (growing.keys, growing.values)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    assert growing.get_seq_length() == stock.get_seq_length() == 600

@@ -163,10 +163,15 @@ def test_labelled_set_corrupts_real_facts_deterministically(labelled, demo_index
     assert rows != build_labelled_set(read_jsonl(REPO / "demo" / "qa.jsonl"), documents, seed=14)
     kinds = {r["kind"] for r in rows}
     assert kinds == {"true", "swapped_number", "swapped_name", "invented_fact"}
+    true_words = [len(r["answer"].split()) for r in rows if r["label"] == 0 and r["change"]]
+    invented_words = [len(r["answer"].split()) for r in rows if r["kind"] == "invented_fact"]
+    assert true_words and abs(sum(true_words) / len(true_words) - sum(invented_words) / len(invented_words)) < 8
     for row in rows:
         gold = "\n".join(documents[d] for d in row["doc_ids"])
-        if row["label"] == 0:
-            assert row["answer"] == row["reference"] and row["change"] is None
+        if row["label"] == 0:  # the reference, or the reference and a true sentence of its documents
+            extra = (row["change"] or {}).get("to")
+            assert row["answer"] == (f"{row['reference']} {extra}" if extra else row["reference"])
+            assert extra is None or (extra in gold and row["change"]["supported"])
             continue
         assert row["answer"] != row["reference"]
         if row["kind"] == "invented_fact":

@@ -318,6 +318,24 @@ def test_llm_judge_normalises_scores_and_records_failures_with_the_raw_reply():
     assert {r.judge for r in results} == {"llm:correctness"}
 
 
+def test_a_failed_parse_is_stored_as_no_score_with_its_reason(tmp_path):
+    from workbench.store import Store
+
+    failed = LLMJudge(load_rubric("correctness"), ScriptedModel(lambda prompt: "It depends.")).judge(item("A-001", "x"))
+    with Store.open(tmp_path / "wb.db") as store:
+        store.ensure_run("demo")
+        conversation = store.start_conversation("demo", "r1", ["base"], ["base"])
+        store.add_turn(conversation, "t1", "Who founded Marrowgate?")
+        answer = {"id": "a1", "turn_id": "t1", "variant": "base", "question": "q", "text": "x", "prompt": [],
+                  "ttft_s": 0.1, "total_s": 0.2, "tokens_in": 3, "tokens_out": 1, "finish_reason": "stop",
+                  "decoding": {}, "model_id": "m"}  # fmt: skip
+        store.add_answer(answer)
+        store.add_judgement("a1", failed.judge, failed.score, failed.reason, failed.details)
+        (stored,) = store.judgements()
+    assert stored["score"] is None and stored["reason"].startswith("unparsable judge reply")
+    assert stored["details"]["output"] == "It depends."
+
+
 def test_llm_judge_fails_only_the_batch_whose_endpoint_failed():
     calls = []
 

@@ -5,6 +5,7 @@ Kept free of torch and I/O so the rules can be tested on synthetic curves and th
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 
 
@@ -88,8 +89,8 @@ class Monitor:
         last = self.evals[-(self.overfit_evals + 1) :]
         if len(last) < self.overfit_evals + 1:
             return False
-        val_rising = all(b[1] > a[1] for a, b in zip(last, last[1:]))
-        train_falling = all(b[2] < a[2] for a, b in zip(last, last[1:]))
+        val_rising = all(b[1] > a[1] for a, b in itertools.pairwise(last))
+        train_falling = all(b[2] < a[2] for a, b in itertools.pairwise(last))
         return val_rising and train_falling
 
     def state(self) -> dict:

@@ -119,7 +119,7 @@ def _read_document_file(path: Path, doc_id: str, report: LoadReport) -> Document
             return None
         try:
             text = _pdf_to_text(path)
-        except Exception as exc:  # pypdf raises many types on damaged files
+        except Exception as exc:  # noqa: BLE001 - pypdf raises many types on damaged files
             report.skip(source, f"PDF could not be read: {exc}")
             return None
         if not text:
@@ -151,10 +151,17 @@ def _parse_rows(path: Path, report: LoadReport, skip_bad_rows: bool) -> Iterator
                 continue
             try:
                 row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError(f"expected a JSON object, got {type(row).__name__}")
             except ValueError as exc:
                 _bad_row(path, number, f"invalid JSON: {exc}", report, skip_bad_rows)
+                continue
+            if not isinstance(row, dict):
+                _bad_row(
+                    path,
+                    number,
+                    f"invalid JSON: expected a JSON object, got {type(row).__name__}",
+                    report,
+                    skip_bad_rows,
+                )
                 continue
             yield number, row
     else:

@@ -38,11 +38,15 @@ def quality_markdown(report: dict) -> str:
         "## Documents",
         f"- Loaded: {docs['loaded']}; kept: {docs['kept']}",
         f"- Too short (dropped): {len(docs['too_short'])}",
-        f"- Words: {words['total']} in total; per document min {words['min']}, median {words['median']}, "
-        f"max {words['max']}",
+        (
+            f"- Words: {words['total']} in total; per document min {words['min']}, median {words['median']}, "
+            f"max {words['max']}"
+        ),
         f"- Mojibake repaired in: {len(cleaning['mojibake_repaired'])} document(s)",
-        f"- Boilerplate: {len(cleaning['boilerplate_lines'])} repeated line(s), "
-        f"{cleaning['boilerplate_lines_removed']} occurrence(s) removed",
+        (
+            f"- Boilerplate: {len(cleaning['boilerplate_lines'])} repeated line(s), "
+            f"{cleaning['boilerplate_lines_removed']} occurrence(s) removed"
+        ),
         "",
     ]
     if cleaning["boilerplate_lines"]:
@@ -63,11 +67,15 @@ def quality_markdown(report: dict) -> str:
         qa = report["qa"]
         out += [
             "## QA set",
-            f"- File: {_esc(qa['file'])}; pairs: {qa['pairs']}; paraphrases: {qa['paraphrases']}; "
-            f"groups of similar questions: {qa['groups']}",
+            (
+                f"- File: {_esc(qa['file'])}; pairs: {qa['pairs']}; paraphrases: {qa['paraphrases']}; "
+                f"groups of similar questions: {qa['groups']}"
+            ),
             "- By type: " + ", ".join(f"{_esc(k)} {v}" for k, v in sorted(qa["by_type"].items())),
-            f"- Rows skipped: {len(qa['skipped'])}; references to unknown documents: {len(qa['unknown_doc_ids'])}; "
-            f"remapped to a kept duplicate: {len(qa['doc_ids_remapped'])}",
+            (
+                f"- Rows skipped: {len(qa['skipped'])}; references to unknown documents: {len(qa['unknown_doc_ids'])}; "
+                f"remapped to a kept duplicate: {len(qa['doc_ids_remapped'])}"
+            ),
             f"- Documents without any question: {len(qa['documents_without_questions'])}",
             "",
         ]

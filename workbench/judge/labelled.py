@@ -4,7 +4,9 @@ Each answerable QA pair gives its reference answer (label 0) and one corruption 
 three kinds: a number or date changed (`swapped_number`), a name or product code replaced by another from the
 corpus (`swapped_name`), and a plausible sentence appended that the documents do not support (`invented_fact`).
 Every substitute is chosen so that it does not occur in the pair's gold documents, so each corruption really
-changes a fact. Unanswerable pairs give their abstention only (label 0). Pairs are split by a seeded shuffle into a
+changes a fact. Where the corruption appends a sentence, the true answer gets a sentence of its gold documents
+appended too, so that true and false answers have similar lengths. Unanswerable pairs give their abstention only
+(label 0). Pairs are split by a seeded shuffle into a
 `calibration` half and an `evaluation` half, so a threshold fitted on one is reported on the other. The same QA
 rows, documents and seed give the same set.
 """
@@ -16,7 +18,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from workbench.judge.claims import extract_facts, name_in
+from workbench.judge.claims import extract_facts, name_in, split_sentences
 from workbench.workspace import read_jsonl, run_paths
 
 CORRUPTIONS = ("swapped_number", "swapped_name", "invented_fact")
@@ -50,8 +52,8 @@ def build_labelled_set(qa_rows: list[dict], documents: dict[str, str], seed: int
         doc_ids = qa.get("doc_ids") or ([qa["doc_id"]] if qa.get("doc_id") else [])
         base = {"qa_id": qa["id"], "question": qa["question"], "reference": qa["answer"], "doc_ids": doc_ids}
         base["half"] = half[qa["id"]]
-        rows.append(base | {"id": f"{qa['id']}-true", "answer": qa["answer"], "label": 0, "kind": "true"})
-        rows[-1]["change"] = None
+        true = base | {"id": f"{qa['id']}-true", "answer": qa["answer"], "label": 0, "kind": "true", "change": None}
+        rows.append(true)
         gold = "\n".join(documents.get(d, "") for d in doc_ids)
         if not gold:
             continue  # unanswerable: nothing to corrupt against
@@ -62,8 +64,26 @@ def build_labelled_set(qa_rows: list[dict], documents: dict[str, str], seed: int
                 answer, change = corrupted
                 rows.append(base | {"id": f"{qa['id']}-{kind}", "answer": answer, "label": 1, "kind": kind})
                 rows[-1]["change"] = change
+                if kind == "invented_fact":  # the true answer gets a true extra sentence: length gives nothing away
+                    extra = _supported_sentence(gold, qa["answer"], len(change["to"].split()), rng)
+                    if extra:
+                        true["answer"] = f"{qa['answer'].rstrip()} {extra}"
+                        true["change"] = {"from": None, "to": extra, "supported": True}
                 break
     return rows
+
+
+def _supported_sentence(gold: str, answer: str, words: int, rng: random.Random) -> str | None:
+    """A sentence of the gold documents, not already in the answer, about as long as an invented one."""
+    candidates = [
+        s.strip()
+        for s in split_sentences(gold)
+        if not s.lstrip().startswith(("#", "|", "-")) and 5 <= len(s.split()) <= 40 and s.strip() not in answer
+    ]
+    if not candidates:
+        return None
+    sample = rng.sample(candidates, min(5, len(candidates)))
+    return min(sample, key=lambda s: abs(len(s.split()) - words))
 
 
 def summary(rows: list[dict]) -> dict:
