@@ -240,3 +240,17 @@ def test_growing_cache_layer_matches_the_stock_layer():
             expected, got = (stock.keys, stock.values), (growing.keys, growing.values)
         assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
     assert growing.get_seq_length() == stock.get_seq_length() == 600
+
+
+def test_a_raft_trained_adapter_serves_the_ft_rag_column(engine_home, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(engine_home, home)
+    random_adapter("smollm2-135m-instruct", run_paths("demo", home, "ft_rag").adapter, seed=5, strength=0.5)
+    served = Engine(Config.model_validate({"chat": {"max_new_tokens": 8}}), "demo", home)
+    assert served.adapter_for == {"ft": "ft", "ft_rag": "ft_rag"}
+    assert served.adapter_ids["ft_rag"] != served.adapter_ids["ft"]
+    answers = served.answer(QUESTION, ["ft", "ft_rag"])
+    assert (
+        answers["ft_rag"].adapter_id == served.adapter_ids["ft_rag"]
+        and answers["ft"].adapter_id == served.adapter_ids["ft"]
+    )

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import threading
 
 import pytest
@@ -193,3 +194,56 @@ def test_sigkill_then_resume_ends_at_the_same_step_with_a_comparable_loss(tmp_pa
     steps = [int(r["step"]) for r in csv.DictReader(metrics.open())]
     assert steps == list(range(1, 25))
     assert abs(resumed["best_val_loss"] - straight["best_val_loss"]) < 0.05 * straight["best_val_loss"]
+
+
+def test_raft_examples_show_the_gold_chunk_among_distractors_in_the_engines_prompt(demo_index):
+    from workbench.retrieval.index import Retriever
+    from workbench.train_data import raft_conversations
+
+    home, _ = demo_index
+    settings = Config().finetune.model_copy(update={"raft_distractors": 2, "raft_no_gold_share": 0.25})
+    paths = run_paths("demo", home)
+    retriever = Retriever.load("demo", Config(), home)
+    rows = [json.loads(line) for line in paths.split("train").read_text().splitlines()]
+    conversations = raft_conversations(paths, "train", retriever, settings)
+    assert conversations == raft_conversations(paths, "train", retriever, settings)  # seeded
+    with_gold = 0
+    gold_texts = {}
+    for chunk in retriever.chunks:
+        gold_texts.setdefault(chunk.doc_id, []).append(chunk.text.strip())
+    for row, conversation in zip(rows, conversations):
+        prompt = conversation[0]["content"]
+        assert prompt.startswith("Sources:") and prompt.endswith(f"Question: {row['question']}")
+        assert re.findall(r"\n\[(\d)\] ", prompt) == ["1", "2", "3"]  # the gold chunk and two distractors
+        assert conversation[1] == row["messages"][-1]
+        docs = row.get("doc_ids") or ([row["doc_id"]] if row.get("doc_id") else [])
+        with_gold += any(text in prompt for d in docs for text in gold_texts.get(d, []))
+    answerable = sum(bool(r.get("doc_ids") or r.get("doc_id")) for r in rows)
+    assert 0.6 * answerable < with_gold < 0.9 * answerable  # about 1 - no_gold_share of them see their gold chunk
+
+
+def test_raft_trains_the_ft_rag_adapter_beside_the_ft_one(demo_index, tiny_llama_folder, tmp_path):
+    import shutil
+
+    from workbench.data.loaders import BadInputError
+
+    home = tmp_path / "home"
+    shutil.copytree(demo_index[0], home)
+    config = _config(tiny_llama_folder, recipe="raft", max_length=1024)
+    summary = finetune("demo", config, home, max_steps=2, progress=False)
+    ft, ft_rag = run_paths("demo", home), run_paths("demo", home, "ft_rag")
+    assert summary["recipe"] == "raft" and (ft_rag.adapter / "adapter_model.safetensors").is_file()
+    assert ft_rag.metrics.is_file() and not ft.adapter.exists() and not ft.metrics.exists()
+    manifest = read_json(ft.manifest)
+    assert "finetune_rag" in manifest and "finetune" not in manifest
+
+    shutil.rmtree(home / "indexes")
+    with pytest.raises(BadInputError, match="workbench index --name demo"):
+        finetune("demo", config, home, max_steps=1, progress=False)
+
+
+def test_examples_whose_answer_would_be_cut_off_are_a_clear_error(prepared_home, tiny_llama_folder):
+    from workbench.data.loaders import BadInputError
+
+    with pytest.raises(BadInputError, match="finetune.max_length=24: .* lose their whole answer"):
+        finetune("demo", _config(tiny_llama_folder, max_length=24), prepared_home, max_steps=1, progress=False)

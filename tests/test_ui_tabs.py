@@ -43,7 +43,7 @@ def test_both_tabs_build_with_one_documented_input_per_setting(home, tiny_llama_
     for name, component in train.fields.items():
         assert component.info == " ".join(fields[name].description.split()) and component.info
     assert isinstance(train.fields["recipe"], gr.Dropdown) and train.fields["recipe"].value == "qa"
-    assert [choice for choice, _ in train.fields["recipe"].choices] == ["qa", "qa+docs", "paraphrase"]
+    assert [choice for choice, _ in train.fields["recipe"].choices] == ["qa", "qa+docs", "paraphrase", "raft"]
     assert isinstance(train.fields["system_prompt"], gr.Textbox)
     assert isinstance(train.fields["lora_r"], gr.Number) and train.fields["lora_r"].precision == 0
     assert train.fields["max_length"].value == 128 and train.run.value == index.run.value == "demo"

@@ -80,7 +80,7 @@ class Engine:
         self.missing: dict[str, str] = {}  # variant -> why it cannot answer here
         adapters = {}
         if name is not None:
-            folders = {"ft": run_paths(name, home).adapter, "ft_rag": run_paths(name, home).root / "adapter_rag"}
+            folders = {"ft": run_paths(name, home).adapter, "ft_rag": run_paths(name, home, "ft_rag").adapter}
             adapters = {key: folder for key, folder in folders.items() if (folder / "adapter_config.json").is_file()}
         if "ft" not in adapters:
             self.missing["ft"] = f"no adapter: run `workbench finetune --name {name or 'NAME'}`"
@@ -91,7 +91,7 @@ class Engine:
         if packed is not None:
             pack_linears(self.model, packed)
             self.precision = f"{str(packed).removeprefix('torch.')} weights, oneDNN packed"
-        # Without its own RAFT-trained adapter, ft_rag is the ft adapter shown the sources.
+        # Without its own RAFT-trained adapter (recipe `raft`), ft_rag is the ft adapter shown the sources.
         self.adapter_for = {"ft": "ft", "ft_rag": "ft_rag" if "ft_rag" in adapters else "ft"}
         self.retriever, self.index_id = None, None
         if name is not None and index_paths(name, home).manifest.is_file():

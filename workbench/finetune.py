@@ -34,6 +34,7 @@ from workbench.train_data import (
     encode,
     length_grouped_batches,
     masked_lm_loss,
+    raft_conversations,
     recipe_conversations,
 )
 from workbench.train_monitor import Event, Monitor
@@ -173,11 +174,14 @@ def finetune(
     """Train (or resume) the LoRA adapter of run `name`; returns the manifest's `finetune` section."""
     config = config or Config()
     settings = config.finetune
-    paths = run_paths(name, home)
+    raft = settings.recipe == "raft"
+    paths = run_paths(name, home, "ft_rag" if raft else "ft")
     if not paths.split("train").exists():
         raise BadInputError(
             f"{paths.root}: no prepared data; run `workbench prepare --name {name} --corpus PATH --qa PATH` first"
         )
+    retriever = _raft_retriever(name, config, home) if raft else None
+    paths.adapter.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = _Checkpoint(paths.checkpoint)
     if resume and not (checkpoint.folder / "state.pt").exists():
         raise BadInputError(f"{checkpoint.folder}: no checkpoint to resume from; run without --resume")
@@ -187,12 +191,22 @@ def finetune(
 
     base, tokenizer = fresh_causal_lm(config.model.base, config.model.device)
     model = get_peft_model(base, lora_config(settings))
-    encode_all = lambda split: [
-        encode(c, tokenizer, settings.system_prompt, settings.max_length)
-        for c in recipe_conversations(paths, split, settings.recipe, config.prepare.passage_words)
-    ]
+    def encode_all(split: str) -> list:
+        conversations = (
+            raft_conversations(paths, split, retriever, settings)
+            if raft
+            else recipe_conversations(paths, split, settings.recipe, config.prepare.passage_words)
+        )
+        return [encode(c, tokenizer, settings.system_prompt, settings.max_length) for c in conversations]
+
     train = encode_all("train")
     val = encode_all("val") or train[:32]
+    cut = sum(all(label == IGNORE for label in item.labels) for item in train + val)
+    if cut:
+        raise BadInputError(
+            f"finetune.max_length={settings.max_length}: {cut} example(s) lose their whole answer to truncation; "
+            "raise max_length (the raft recipe's prompts with sources need about 1024)"
+        )
     lengths = [len(item.input_ids) for item in train]
     total_steps = planned_steps(len(train), settings, max_steps)
 
@@ -214,7 +228,7 @@ def finetune(
         checkpoint.save(model, optimizer, scheduler, state | {"monitor": monitor.state()})
 
     def save_best() -> None:
-        staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=paths.root))
+        staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=paths.adapter.parent))
         model.save_pretrained(staging)
         replace_folder(staging, paths.adapter)
 
@@ -307,9 +321,18 @@ def finetune(
         "versions": package_versions("torch", "transformers", "peft") | {"workbench": __version__},
     }
     manifest = read_json(paths.manifest) if paths.manifest.exists() else {"name": name}
-    manifest["finetune"] = summary
+    manifest["finetune_rag" if raft else "finetune"] = summary
     write_json_atomic(paths.manifest, manifest)
     return summary
+
+
+def _raft_retriever(name: str, config: Config, home):
+    from workbench.retrieval.index import Retriever
+    from workbench.workspace import index_paths
+
+    if not index_paths(name, home).manifest.exists():
+        raise BadInputError(f"the raft recipe shows retrieved sources: run `workbench index --name {name}` first")
+    return Retriever.load(name, config, home)
 
 
 def _forgetting_probe(model, tokenizer, adapter: Path, settings: FinetuneConfig, log: _Log, step: int) -> dict | None:

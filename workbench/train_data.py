@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
+from workbench.config import FinetuneConfig
 from workbench.data.examples import corpus_examples
 from workbench.records import Document
+from workbench.variants import user_message
 from workbench.workspace import RunPaths, read_jsonl
 
 IGNORE = -100
@@ -29,6 +31,8 @@ def recipe_conversations(paths: RunPaths, split: str, recipe: str, passage_words
 
     Only the train split is expanded: val and test stay as they were prepared, so val loss stays comparable.
     """
+    if recipe == "raft":
+        raise ValueError("RAFT examples need the run's index: build them with `raft_conversations`")
     rows = read_jsonl(paths.split(split))
     conversations = [row["messages"] for row in rows]
     if split != "train":
@@ -41,6 +45,30 @@ def recipe_conversations(paths: RunPaths, split: str, recipe: str, passage_words
         for n, row in enumerate(read_jsonl(paths.documents)):
             doc = Document(row["id"], row["title"], row["text"], row["source"], row["format"])
             conversations += [e.messages for e in corpus_examples(doc, passage_words, n) if e.kind == "continuation"]
+    return conversations
+
+
+def raft_conversations(paths: RunPaths, split: str, retriever, settings: FinetuneConfig) -> list[list[dict]]:
+    """Each pair's question in the RAG prompt, shown its best gold chunk among `raft_distractors` retrieved chunks
+    of other documents, or, for a seeded `raft_no_gold_share` of the pairs, distractors only (RAFT).
+
+    The sources block is the engine's own (`variants.user_message`), so the adapter trains on the prompt it serves.
+    Val is built the same way, so val loss measures the task the adapter is for.
+    """
+    rows = read_jsonl(paths.split(split))
+    shown_count = settings.raft_distractors + 1
+    results = retriever.search_many([row["question"] for row in rows], shown_count + 10)
+    conversations = []
+    for row, hits in zip(rows, results):
+        rng = random.Random(f"{settings.seed}:{row['id']}")
+        gold_docs = set(row.get("doc_ids") or ([row["doc_id"]] if row.get("doc_id") else []))
+        gold = [hit.chunk for hit in hits if hit.chunk.doc_id in gold_docs][:1]
+        if rng.random() < settings.raft_no_gold_share:
+            gold = []
+        others = [hit.chunk for hit in hits if hit.chunk.doc_id not in gold_docs]
+        shown = gold + others[: shown_count - len(gold)]
+        rng.shuffle(shown)
+        conversations.append([{"role": "user", "content": user_message(row["question"], shown)}, row["messages"][-1]])
     return conversations
 
 

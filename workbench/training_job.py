@@ -20,7 +20,7 @@ from pathlib import Path
 from workbench.config import Config
 from workbench.finetune import finetune, planned_steps
 from workbench.train_data import recipe_conversations
-from workbench.workspace import read_json, resolve_home, run_paths
+from workbench.workspace import read_json, read_jsonl, resolve_home, run_paths
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class TrainingJob:
                     "cancel it or wait for it to end before starting again"
                 )
             self._state, self._error, self._summary, self._total = "running", None, None, None
+            # The raft recipe trains the ft_rag adapter, with its own checkpoint and curves.
+            self.paths = run_paths(self.name, self.home, "ft_rag" if config.finetune.recipe == "raft" else "ft")
             self._stop = threading.Event()
             self._started, self._ended = time.perf_counter(), None
             self._fresh_since = None if resume else time.time()
@@ -145,8 +147,12 @@ class TrainingJob:
             total = None
             if self.paths.split("train").exists():
                 settings = config.finetune
-                examples = recipe_conversations(self.paths, "train", settings.recipe, config.prepare.passage_words)
-                total = planned_steps(len(examples), settings, max_steps)
+                examples = (
+                    len(read_jsonl(self.paths.split("train")))  # one RAFT example per pair
+                    if settings.recipe == "raft"
+                    else len(recipe_conversations(self.paths, "train", settings.recipe, config.prepare.passage_words))
+                )
+                total = planned_steps(examples, settings, max_steps)
             with self._lock:
                 self._total = total
             summary = finetune(

@@ -36,9 +36,14 @@ def check_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class RunPaths:
-    """The files of one run folder, `HOME/runs/NAME/`."""
+    """The files of one run folder, `HOME/runs/NAME/`; `training` holds one adapter's training outputs.
+
+    The `ft` adapter trains into the run folder itself; the RAFT-trained `ft_rag` adapter into `ft_rag/` inside it,
+    so the two runs' adapters, checkpoints and curves never overwrite each other.
+    """
 
     root: Path
+    training: Path | None = None
 
     @property
     def data(self) -> Path:
@@ -65,23 +70,25 @@ class RunPaths:
 
     @property
     def adapter(self) -> Path:
-        return self.root / "adapter"
+        return (self.training or self.root) / "adapter"
 
     @property
     def checkpoint(self) -> Path:
-        return self.root / "checkpoint"
+        return (self.training or self.root) / "checkpoint"
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.csv"
+        return (self.training or self.root) / "metrics.csv"
 
     @property
     def events(self) -> Path:
-        return self.root / "events.jsonl"
+        return (self.training or self.root) / "events.jsonl"
 
 
-def run_paths(name: str, home: str | Path | None = None) -> RunPaths:
-    return RunPaths(resolve_home(home) / "runs" / check_name(name))
+def run_paths(name: str, home: str | Path | None = None, adapter: str = "ft") -> RunPaths:
+    """Run `name`'s files, with the training outputs of its `ft` or `ft_rag` adapter."""
+    root = resolve_home(home) / "runs" / check_name(name)
+    return RunPaths(root, root / "ft_rag" if adapter == "ft_rag" else None)
 
 
 @dataclass(frozen=True)
