@@ -191,6 +191,7 @@ def finetune(
 
     base, tokenizer = fresh_causal_lm(config.model.base, config.model.device)
     model = get_peft_model(base, lora_config(settings))
+
     def encode_all(split: str) -> list:
         conversations = (
             raft_conversations(paths, split, retriever, settings)
