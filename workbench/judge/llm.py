@@ -145,6 +145,19 @@ _SCORE_PATTERNS = (  # strongest evidence first; the first pattern that matches 
 )
 
 
+def json_values(output: str, keys: tuple[str, ...]):
+    """Values under one of `keys` (any case) in the flat JSON objects of a judge's reply, in order."""
+    for blob in re.findall(r"\{[^{}]*\}", output):
+        try:
+            data = json.loads(blob)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict):
+            value = next((v for k, v in data.items() if k.lower() in keys), None)
+            if value is not None:
+                yield value
+
+
 def parse_score(output: str, low: int, high: int) -> tuple[float | None, str | None]:
     """(score, None) from a judge's reply, or (None, why not).
 
@@ -154,14 +167,8 @@ def parse_score(output: str, low: int, high: int) -> tuple[float | None, str | N
     """
     if not output.strip():
         return None, "the judge returned an empty reply"
-    for blob in re.findall(r"\{[^{}]*\}", output):
-        try:
-            data = json.loads(blob)
-        except json.JSONDecodeError:
-            continue
-        value = next((v for k, v in data.items() if k.lower() == "score"), None) if isinstance(data, dict) else None
-        if value is not None:
-            return _on_scale(value, low, high, "JSON score")
+    for value in json_values(output, ("score",)):
+        return _on_scale(value, low, high, "JSON score")
     for form, pattern in _SCORE_PATTERNS:
         matches = pattern.findall(output)
         if not matches:

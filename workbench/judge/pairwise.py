@@ -6,12 +6,11 @@ the verdict only when both orders agree turns that bias into a tie instead of a 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 
 from workbench.data.loaders import BadInputError
-from workbench.judge.llm import PAIR_FIELDS, JudgeModel, Rubric, ask, item_values, missing_inputs
+from workbench.judge.llm import PAIR_FIELDS, JudgeModel, Rubric, ask, item_values, json_values, missing_inputs
 
 VERDICTS = ("a", "b", "tie")
 
@@ -32,15 +31,9 @@ def parse_verdict(output: str) -> tuple[str | None, str | None]:
     """
     if not output.strip():
         return None, "the judge returned an empty reply"
-    for blob in re.findall(r"\{[^{}]*\}", output):
-        try:
-            data = json.loads(blob)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict):
-            value = next((v for k, v in data.items() if k.lower() in ("verdict", "winner", "better")), None)
-            if isinstance(value, str) and _label(value):
-                return _label(value), None
+    for value in json_values(output, ("verdict", "winner", "better")):
+        if isinstance(value, str) and _label(value):
+            return _label(value), None
     for pattern in _VERDICT_PATTERNS:
         labels = {_label(m) for m in pattern.findall(output)}
         if len(labels) > 1:
