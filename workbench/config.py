@@ -77,8 +77,8 @@ class FinetuneConfig(_Section):
     recipe: Literal["qa", "qa+docs", "paraphrase", "raft"] = "qa"
     """Training data: `qa` the train split's pairs; `qa+docs` plus corpus passages as continuation examples;
     `paraphrase` each pair also under every reworded question the QA file provides; `raft` each pair with retrieved
-    sources in the RAG prompt (the gold chunk among distractors), which trains the `ft_rag` adapter into
-    `runs/NAME/ft_rag/` (needs the run's index)."""
+    sources in the RAG prompt (the gold chunk among distractors), which trains the adapter of the fine-tuned + RAG
+    column into `runs/NAME/raft/` (needs the run's index)."""
     raft_distractors: int = Field(2, ge=1)
     """RAFT: retrieved chunks from other documents shown with each question, next to the gold chunk."""
     raft_no_gold_share: float = Field(0.2, ge=0, le=1)

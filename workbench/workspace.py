@@ -38,7 +38,7 @@ def check_name(name: str) -> str:
 class RunPaths:
     """The files of one run folder, `HOME/runs/NAME/`; `training` holds one adapter's training outputs.
 
-    The `ft` adapter trains into the run folder itself; the RAFT-trained `ft_rag` adapter into `ft_rag/` inside it,
+    The `ft` adapter trains into the run folder itself; the RAFT-trained `ft_rag` adapter into `raft/` inside it,
     so the two runs' adapters, checkpoints and curves never overwrite each other.
     """
 
@@ -88,7 +88,7 @@ class RunPaths:
 def run_paths(name: str, home: str | Path | None = None, adapter: str = "ft") -> RunPaths:
     """Run `name`'s files, with the training outputs of its `ft` or `ft_rag` adapter."""
     root = resolve_home(home) / "runs" / check_name(name)
-    return RunPaths(root, root / "ft_rag" if adapter == "ft_rag" else None)
+    return RunPaths(root, root / "raft" if adapter == "ft_rag" else None)
 
 
 @dataclass(frozen=True)
