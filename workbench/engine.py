@@ -27,7 +27,7 @@ from workbench.multi_lora import AdapterBank
 from workbench.packed_linear import pack_linears, packing_dtype
 from workbench.remote import RemoteChat
 from workbench.variants import BUILT_IN, Decoding, Variant, VariantUnavailable, conversation, variant
-from workbench.workspace import file_sha256, index_paths, run_paths
+from workbench.workspace import cached_file_sha256, index_paths, run_paths
 
 
 @dataclass
@@ -405,4 +405,4 @@ def _stop_ids(model, tokenizer) -> set[int]:
 def _short_hash(path: Path | None) -> str | None:
     if path is None or not Path(path).is_file():
         return None
-    return file_sha256(Path(path))[:16]
+    return cached_file_sha256(Path(path))[:16]

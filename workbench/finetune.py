@@ -40,6 +40,7 @@ from workbench.train_data import (
 from workbench.train_monitor import Event, Monitor
 from workbench.workspace import (
     RunPaths,
+    cached_file_sha256,
     file_sha256,
     package_versions,
     read_json,
@@ -362,4 +363,4 @@ def _forgetting_probe(model, tokenizer, adapter: Path, settings: FinetuneConfig,
 
 def _weights_hash(spec: str) -> str | None:
     weights = resolve(spec).weights_file
-    return file_sha256(weights) if weights is not None else None
+    return cached_file_sha256(weights) if weights is not None else None

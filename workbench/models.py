@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.workspace import file_sha256
+from workbench.workspace import cached_file_sha256
 
 
 class ModelNotAvailable(RuntimeError):
@@ -140,7 +140,7 @@ def cache_root() -> Path:
 def _dequantised_folder(source: ModelSource) -> Path:
     """A safetensors copy of a GGUF model, made once per GGUF file (keyed by its content hash)."""
     gguf_path = source.path / source.gguf_file
-    digest = file_sha256(gguf_path)
+    digest = cached_file_sha256(gguf_path)
     target = cache_root() / "dequantised" / f"{Path(source.gguf_file).stem}-{digest[:16]}"
     if (target / "model.safetensors").is_file():
         return target

@@ -7,6 +7,7 @@ crash never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -162,6 +163,17 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cached_file_sha256(path: Path) -> str:
+    """`file_sha256`, computed once per file version (path, size, mtime): model weights are hashed on every load."""
+    stat = path.stat()
+    return _sha256_of_version(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of_version(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(Path(path))
 
 
 def package_versions(*packages: str) -> dict[str, str]:

@@ -6,14 +6,13 @@ import copy
 import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from workbench.models import cpu_has_bf16, load_embedder, resolve
-from workbench.workspace import file_sha256
+from workbench.workspace import cached_file_sha256
 
 MAX_BULK_WORKERS = 4
 """Embedder copies for bulk embedding on a CPU; more copies cost memory and gain little over larger shares."""
@@ -91,18 +90,7 @@ def embedder_identity(spec: str, device: str = "auto") -> dict:
     weights = resolve(spec).weights_file
     return {
         "name": spec,
-        "weights_sha256": _weights_sha256(weights) if weights is not None else None,
+        "weights_sha256": cached_file_sha256(weights) if weights is not None else None,
         "dimension": model.get_embedding_dimension(),
         "max_seq_length": model.max_seq_length,
     }
-
-
-def _weights_sha256(path: Path) -> str:
-    """The weights' hash, computed once per file version: every index build and load checks it."""
-    stat = path.stat()
-    return _sha256_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(Path(path))
