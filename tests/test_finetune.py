@@ -247,3 +247,43 @@ def test_examples_whose_answer_would_be_cut_off_are_a_clear_error(prepared_home,
 
     with pytest.raises(BadInputError, match="finetune.max_length=24: .* lose their whole answer"):
         finetune("demo", _config(tiny_llama_folder, max_length=24), prepared_home, max_steps=1, progress=False)
+
+
+def test_two_launched_processes_train_the_adapter_one_process_would(tmp_path, tiny_llama_folder):
+    """torchrun (what `accelerate launch` starts) on CPU with gloo: each process takes half of every batch, the
+    gradients are summed, and the run matches the single-process one; one process writes, one summary prints."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    settings = {"batch_size": 16, "eval_every": 2, "checkpoint_every": 2, "learning_rate": 5e-3, "lora_dropout": 0.0}
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump({"model": {"base": str(tiny_llama_folder)}, "finetune": settings}))
+    homes = {kind: tmp_path / kind for kind in ("two", "one")}
+    for home in homes.values():
+        prepare("demo", [DEMO / "corpus"], DEMO / "qa.jsonl", home=home, progress=False)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command = ["-m", "workbench.cli", "finetune", "--name", "demo", "--max-steps", "4", "--config", str(config_file)]
+    done = subprocess.run(
+        launcher + command + ["--home", str(homes["two"])], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("finetuned demo:") == 1, done.stdout
+
+    config = Config.model_validate(yaml.safe_load(config_file.read_text()))
+    finetune("demo", config, homes["one"], max_steps=4, progress=False)
+    runs = {kind: run_paths("demo", home) for kind, home in homes.items()}
+    curves = {kind: list(csv.DictReader(paths.metrics.open())) for kind, paths in runs.items()}
+    assert [int(r["step"]) for r in curves["two"]] == [1, 2, 3, 4], "one writer: no duplicated rows"
+    for two, one in zip(curves["two"], curves["one"]):
+        assert float(two["train_loss"]) == pytest.approx(float(one["train_loss"]), rel=1e-3)
+        assert (two["val_loss"] == "") == (one["val_loss"] == "")
+        if one["val_loss"]:
+            assert float(two["val_loss"]) == pytest.approx(float(one["val_loss"]), rel=1e-3)
+    weights = {kind: load_file(paths.adapter / "adapter_model.safetensors") for kind, paths in runs.items()}
+    assert weights["two"].keys() == weights["one"].keys()
+    moved = sum(float(w.norm()) for k, w in weights["one"].items() if "lora_B" in k)
+    differ = sum(float((weights["two"][k] - w).norm()) for k, w in weights["one"].items() if "lora_B" in k)
+    assert moved > 0 and differ < 0.02 * moved
+    assert read_json(runs["two"].manifest)["finetune"]["steps"] == 4

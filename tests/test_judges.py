@@ -15,7 +15,6 @@ from workbench.judge import (
     cohen_kappa,
     is_abstention,
     key_fact_recall,
-    key_facts,
     load_rubric,
     parse_score,
     parse_verdict,
@@ -35,33 +34,7 @@ def item(qa_id: str, text: str) -> dict:
     return {"question": row["question"], "text": text, "reference": row["answer"], "type": row["type"]}
 
 
-# -- key facts -------------------------------------------------------------------------------------------------------
-
-
-def test_key_facts_of_a_demo_reference_leave_out_what_the_question_states():
-    row = QA["A-001"]  # Who founded Marrowgate Systems, and when and where was it founded?
-    facts = key_facts(row["answer"], row["question"])
-    assert [f.text for f in facts] == ["14 March 2011", "Ostbury", "Kellmark", "Ilse Varnhold", "Dario Quennell"]
-    assert [f.kind for f in facts] == ["date", "name", "name", "name", "name"]
-    assert "Marrowgate Systems" in [f.text for f in key_facts(row["answer"])]
-
-
-def test_key_facts_find_money_units_ranges_percentages_and_codes():
-    keys = [
-        f.key for f in key_facts("The Skylark S2 runs from 100–240 V AC and costs €1,240; the WP-30 keeps 30 days.")
-    ]
-    assert keys == ["name:skylark", "code:S2", "num:100 v", "num:240 v", "num:1240 eur", "code:WP30", "num:30 day"]
-    assert [f.key for f in key_facts("About 40% use Canopy OS 4.3.0 at 09:00.")] == [
-        "num:40 %",
-        "name:canopy os",
-        "version:4.3.0",
-        "time:9:00",
-    ]
-
-
-def test_list_markers_and_sentence_openers_are_no_facts():
-    facts = key_facts("1) Switch off the controller; 2) set the address. Customer support has 11 field engineers.")
-    assert [f.key for f in facts] == ["num:11"]
+# -- key-fact recall -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> int:
     from workbench.finetune import finetune
+    from workbench.parallel import join, leave
 
     stop = threading.Event()
 
@@ -49,6 +50,10 @@ def _finetune(args: argparse.Namespace) -> int:
         )
     finally:
         signal.signal(signal.SIGINT, previous)
+    main = join().main
+    leave()
+    if not main:  # a data-parallel run prints one summary
+        return 0
     forgetting = summary["forgetting"]
     print(
         f"finetuned {args.name}: {summary['outcome']} after {summary['steps']} steps "

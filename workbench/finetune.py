@@ -27,6 +27,7 @@ from workbench import __version__
 from workbench.config import Config, FinetuneConfig
 from workbench.data.loaders import BadInputError
 from workbench.models import fresh_causal_lm, resolve
+from workbench.parallel import SOLO, Group, join
 from workbench.train_data import (
     IGNORE,
     Encoded,
@@ -75,11 +76,13 @@ def planned_steps(train_examples: int, settings: FinetuneConfig, max_steps: int 
     return math.ceil(settings.epochs * steps_per_epoch(train_examples, settings))
 
 
-def perplexity(model, items: list[Encoded], batch_size: int, pad_id: int) -> tuple[float, float]:
-    """(mean loss per labelled token, perplexity) over encoded items, in eval mode without gradients."""
+def perplexity(model, items: list[Encoded], batch_size: int, pad_id: int, group: Group = SOLO) -> tuple[float, float]:
+    """(mean loss per labelled token, perplexity) over encoded items, in eval mode without gradients; a group of
+    processes splits the items and adds up the sums."""
     was_training = model.training
     model.eval()
     total_loss, total_tokens = 0.0, 0
+    items = group.share(items)
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
             batch = {k: v.to(model.device) for k, v in collate(items[start : start + batch_size], pad_id).items()}
@@ -87,6 +90,7 @@ def perplexity(model, items: list[Encoded], batch_size: int, pad_id: int) -> tup
             total_loss += float(masked_lm_loss(model, batch)) * tokens
             total_tokens += tokens
     model.train(was_training)
+    total_loss, total_tokens = group.sum([total_loss, total_tokens])
     loss = total_loss / max(1, total_tokens)
     return loss, math.exp(min(loss, 50))
 
@@ -131,8 +135,10 @@ class _Checkpoint:
 class _Log:
     """metrics.csv and events.jsonl, appended as training runs; on resume, rows after the checkpoint are dropped."""
 
-    def __init__(self, paths: RunPaths, resume_step: int | None) -> None:
-        self.metrics, self.events = paths.metrics, paths.events
+    def __init__(self, paths: RunPaths, resume_step: int | None, writes: bool = True) -> None:
+        self.metrics, self.events, self.writes = paths.metrics, paths.events, writes
+        if not writes:  # another process of a data-parallel run writes the files
+            return
         if resume_step is None:
             self.metrics.write_text(",".join(METRIC_COLUMNS) + "\n")
             self.events.write_text("")
@@ -147,10 +153,14 @@ class _Log:
             self.events.write_text("".join(json.dumps(e) + "\n" for e in events if e["step"] <= resume_step))
 
     def metric(self, **row) -> None:
+        if not self.writes:
+            return
         with self.metrics.open("a", newline="") as fh:
             csv.DictWriter(fh, METRIC_COLUMNS).writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
 
     def event(self, event: Event, bar=None) -> None:
+        if not self.writes:
+            return
         with self.events.open("a") as fh:
             fh.write(json.dumps(event.to_dict()) + "\n")
         if event.kind != "best":
@@ -172,7 +182,10 @@ def finetune(
     stop: threading.Event | None = None,
     progress: bool = True,
 ) -> dict:
-    """Train (or resume) the LoRA adapter of run `name`; returns the manifest's `finetune` section."""
+    """Train (or resume) the LoRA adapter of run `name`; returns the manifest's `finetune` section.
+
+    Started by `torchrun` or `accelerate launch`, the processes train one adapter data-parallel (`parallel`).
+    """
     config = config or Config()
     settings = config.finetune
     raft = settings.recipe == "raft"
@@ -187,6 +200,7 @@ def finetune(
     if resume and not (checkpoint.folder / "state.pt").exists():
         raise BadInputError(f"{checkpoint.folder}: no checkpoint to resume from; run without --resume")
     started = time.perf_counter()
+    group = join()
     torch.manual_seed(settings.seed)
     random.seed(settings.seed)
 
@@ -223,18 +237,23 @@ def finetune(
             state["outcome"] = None
         for key, value in state.pop("monitor").items():
             setattr(monitor, key, [tuple(e) for e in value] if key == "evals" else value)
-    log = _Log(paths, state["step"] if resume else None)
+    log = _Log(paths, state["step"] if resume else None, writes=group.main)
     pad_id = tokenizer.pad_token_id
 
     def save_checkpoint() -> None:
-        checkpoint.save(model, optimizer, scheduler, state | {"monitor": monitor.state()})
+        if group.main:
+            checkpoint.save(model, optimizer, scheduler, state | {"monitor": monitor.state()})
 
     def save_best() -> None:
+        if not group.main:
+            return
         staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=paths.adapter.parent))
         model.save_pretrained(staging)
         replace_folder(staging, paths.adapter)
 
-    bar = tqdm(total=total_steps, initial=state["step"], desc="finetune", unit="step", disable=not progress)
+    bar = tqdm(
+        total=total_steps, initial=state["step"], desc="finetune", unit="step", disable=not progress or not group.main
+    )
     model.train()
     session_start = time.perf_counter() - state["elapsed"]
     try:
@@ -245,13 +264,12 @@ def finetune(
                 if state["batch"] >= len(order):
                     state["epoch"], state["batch"] = state["epoch"] + 1, 0
                     order = length_grouped_batches(lengths, settings.batch_size, settings.seed + state["epoch"])
-                batch = collate([train[i] for i in order[state["batch"]]], pad_id)
+                items = [train[i] for i in order[state["batch"]]]
                 state["batch"] += 1
-                batch = {k: v.to(model.device) for k, v in batch.items()}
-                loss = masked_lm_loss(model, batch)
-                (loss / settings.gradient_accumulation).backward()
-                step_losses.append(loss.item())
-                step_tokens += int(batch["attention_mask"].sum())
+                step_tokens += sum(len(item.input_ids) for item in items)
+                step_losses.append(_share_backward(model, items, group, pad_id, settings.gradient_accumulation))
+            group.sum_gradients(trainable)
+            step_losses = group.sum(step_losses)
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             scheduler.step()
@@ -271,7 +289,7 @@ def finetune(
                 "tokens_per_s": step_tokens / step_seconds,
             }
             if step % settings.eval_every == 0 or step == total_steps:
-                val_loss, val_ppl = perplexity(model, val, settings.batch_size, pad_id)
+                val_loss, val_ppl = perplexity(model, val, settings.batch_size, pad_id, group)
                 row |= {"val_loss": val_loss, "val_perplexity": val_ppl}
                 events, is_best, should_stop = monitor.on_eval(step, val_loss)
                 if is_best:
@@ -284,7 +302,7 @@ def finetune(
             log.metric(**row, elapsed_s=state["elapsed"])
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.3f}")
-            if stop is not None and stop.is_set() and state["outcome"] is None:
+            if group.any(stop is not None and stop.is_set()) and state["outcome"] is None:
                 state["outcome"] = "stopped"
                 log.event(Event(step, "stopped", f"stop requested; ended cleanly after step {step}"), bar)
             if step % settings.checkpoint_every == 0 or state["outcome"] or step == total_steps:
@@ -292,12 +310,14 @@ def finetune(
     finally:
         bar.close()
     if monitor.best_step is None:  # stopped before the first evaluation: evaluate what we have
-        val_loss, _ = perplexity(model, val, settings.batch_size, pad_id)
+        val_loss, _ = perplexity(model, val, settings.batch_size, pad_id, group)
         monitor.on_eval(state["step"], val_loss)
         save_best()
     state["outcome"] = state["outcome"] or "completed"
 
-    forgetting = _forgetting_probe(model, tokenizer, paths.adapter, settings, log, state["step"])
+    forgetting = (
+        _forgetting_probe(model, tokenizer, paths.adapter, settings, log, state["step"]) if group.main else None
+    )
     summary = {
         "base_model": config.model.base,
         "base_model_sha256": _weights_hash(config.model.base),
@@ -322,10 +342,30 @@ def finetune(
         "forgetting": forgetting,
         "versions": package_versions("torch", "transformers", "peft") | {"workbench": __version__},
     }
-    manifest = read_json(paths.manifest) if paths.manifest.exists() else {"name": name}
-    manifest["finetune_rag" if raft else "finetune"] = summary
-    write_json_atomic(paths.manifest, manifest)
+    if group.main:
+        manifest = read_json(paths.manifest) if paths.manifest.exists() else {"name": name}
+        manifest["finetune_rag" if raft else "finetune"] = summary
+        write_json_atomic(paths.manifest, manifest)
     return summary
+
+
+def _share_backward(model, items: list[Encoded], group: Group, pad_id: int, accumulation: int) -> float:
+    """Backward pass on this process's share of a batch, its loss weighted by its share of the batch's answer
+    tokens (summed over processes, the weighted losses are the batch's mean loss); returns the weighted loss."""
+    batch_tokens = sum(_labelled(item) for item in items)
+    mine = group.share(items)
+    if not mine:
+        return 0.0
+    weight = sum(_labelled(item) for item in mine) / batch_tokens
+    batch = {k: v.to(model.device) for k, v in collate(mine, pad_id).items()}
+    loss = masked_lm_loss(model, batch) * weight
+    (loss / accumulation).backward()
+    return loss.item()
+
+
+def _labelled(item: Encoded) -> int:
+    """Positions the loss is taken on (the first token predicts nothing)."""
+    return sum(label != IGNORE for label in item.labels[1:])
 
 
 def _raft_retriever(name: str, config: Config, home):

@@ -5,6 +5,7 @@ judges on an answer item (`question`, `text`, and the QA pair's `reference` and 
 """
 
 from workbench.judge.agreement import Agreement, cohen_kappa, spearman
+from workbench.judge.facts import Fact, extract_facts
 from workbench.judge.llm import (
     JudgeModel,
     LLMJudge,
@@ -18,7 +19,6 @@ from workbench.judge.llm import (
 from workbench.judge.pairwise import PairVerdict, PairwiseJudge, parse_verdict
 from workbench.judge.reference import (
     DEFAULT_EMBEDDER,
-    Fact,
     FactRecall,
     contains,
     embedding_cosine,
@@ -26,7 +26,6 @@ from workbench.judge.reference import (
     is_abstention,
     is_unanswerable,
     key_fact_recall,
-    key_facts,
     rouge_l,
 )
 from workbench.judge.registry import REFERENCE_JUDGES, Judgement, register_reference_judge, run_judges
@@ -49,10 +48,10 @@ __all__ = [
     "contains",
     "embedding_cosine",
     "embedding_judge",
+    "extract_facts",
     "is_abstention",
     "is_unanswerable",
     "key_fact_recall",
-    "key_facts",
     "load_rubric",
     "parse_score",
     "parse_verdict",

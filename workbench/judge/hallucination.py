@@ -18,14 +18,8 @@ import numpy as np
 
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
-from workbench.judge.claims import (
-    contradicts,
-    extract_facts,
-    facts_agree,
-    name_in,
-    split_claims,
-    split_sentences,
-)
+from workbench.judge.claims import split_claims, split_sentences
+from workbench.judge.facts import contradicts, extract_facts, facts_agree, name_in
 from workbench.judge.reference import is_abstention
 from workbench.models import ModelNotAvailable
 from workbench.retrieval.embedding import embed_corpus
@@ -194,7 +188,7 @@ def claim_signals(claim: str, question: str, best: list) -> Signals:
     missing, contradicted = 0, False
     for fact in claimed:
         if fact.kind in ("name", "code"):
-            supported = name_in(fact.value, text) or name_in(fact.value, question)
+            supported = name_in(fact.text, text) or name_in(fact.text, question)
         else:
             supported = any(facts_agree(fact, f) for f in found)
         if not supported:

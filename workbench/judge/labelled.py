@@ -18,7 +18,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from workbench.judge.claims import extract_facts, name_in, split_sentences
+from workbench.judge.claims import split_sentences
+from workbench.judge.facts import extract_facts, name_in
 from workbench.workspace import read_jsonl, run_paths
 
 CORRUPTIONS = ("swapped_number", "swapped_name", "invented_fact")
@@ -125,7 +126,7 @@ def _absent(candidates: list[str], gold: str, *texts: str) -> list[str]:
 def _swap_number(answer: str, question: str, gold: str, pools: dict, rng: random.Random):
     gold_values = {f.value for f in extract_facts(gold) if f.kind != "name"}
     asked = {f.value for f in extract_facts(question)}
-    facts = [f for f in extract_facts(answer) if f.kind in ("number", "money", "percent", "date")]
+    facts = [f for f in extract_facts(answer) if f.kind in ("number", "date")]
     facts = [f for f in facts if f.value not in asked and re.fullmatch(r"[\d,]+(\.\d+)?", _digits(f, answer))]
     rng.shuffle(facts)
     for fact in facts:
