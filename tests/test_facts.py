@@ -76,3 +76,8 @@ def test_another_time_is_a_contradiction_but_another_version_is_not():
     nine, ten = extract_facts("at 09:00")[0], extract_facts("at 10:00")[0]
     assert contradicts(nine, ten) and not contradicts(nine, extract_facts("at 9:00 am")[0])
     assert not contradicts(extract_facts("Canopy OS 4.3.0")[-1], extract_facts("Canopy OS 4.4.0")[-1])
+
+
+def test_a_currency_sign_belongs_to_its_own_number_only():
+    assert [f.key for f in extract_facts("3 × €420 = €1,260")] == ["num:3", "num:420 eur", "num:1260 eur"]
+    assert [f.key for f in extract_facts("240 × 180 × 65 mm")] == ["num:240 mm", "num:180 mm", "num:65 mm"]

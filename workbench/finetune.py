@@ -189,6 +189,7 @@ def finetune(
     config = config or Config()
     settings = config.finetune
     raft = settings.recipe == "raft"
+    group = join()  # before anything lands on a GPU: each process takes its own
     paths = run_paths(name, home, "ft_rag" if raft else "ft")
     if not paths.split("train").exists():
         raise BadInputError(
@@ -200,7 +201,6 @@ def finetune(
     if resume and not (checkpoint.folder / "state.pt").exists():
         raise BadInputError(f"{checkpoint.folder}: no checkpoint to resume from; run without --resume")
     started = time.perf_counter()
-    group = join()
     torch.manual_seed(settings.seed)
     random.seed(settings.seed)
 

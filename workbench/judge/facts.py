@@ -170,7 +170,8 @@ def extract_facts(text: str, question: str | None = None) -> list[Fact]:
     units = [_unit_of(m) for m in numbers]
     for i in range(len(numbers) - 2, -1, -1):  # "100-240 V", "2 to 40 litres": the range shares its unit
         between = text[numbers[i].end() : numbers[i + 1].start()]
-        if units[i] is None and units[i + 1] is not None and _RANGE_JOIN.fullmatch(between):
+        shared = units[i + 1] is not None and not numbers[i + 1].group("sign")  # "3 × €420": the sign is the 420's
+        if units[i] is None and shared and _RANGE_JOIN.fullmatch(between):
             units[i] = units[i + 1]
     for m, unit in zip(numbers, units):
         value = _number(m.group("num"), m.group("mult"))
