@@ -123,7 +123,7 @@ class _WithoutGold:
 
     def __init__(self, retriever, rows: list[dict]):
         self.retriever = retriever
-        self.gold = {row["question"]: set(row.get("doc_ids") or [row["doc_id"]]) for row in rows}
+        self.gold = {row["question"]: set(row["doc_ids"]) for row in rows}  # prepared rows always list them
 
     def search(self, question: str, k: int):
         hits = self.retriever.search(question, k + 20)
