@@ -134,6 +134,19 @@ def test_finetune_needs_prepared_data_and_a_checkpoint_to_resume(tmp_path, tiny_
         finetune("r", _config(tiny_llama_folder), fresh, resume=True, progress=False)
 
 
+def test_a_run_without_training_examples_is_a_clear_error_naming_the_split_file(tmp_path, tiny_llama_folder):
+    """What prepare wrote before it refused a corpus without examples: three empty splits."""
+    from workbench.data.loaders import BadInputError
+
+    paths = run_paths("empty", tmp_path)
+    paths.data.mkdir(parents=True)
+    for name in ("train", "val", "test"):
+        paths.split(name).write_text("")
+    message = rf"run 'empty': {re.escape(str(paths.split('train')))} has no training examples; add a QA set \(--qa\)"
+    with pytest.raises(BadInputError, match=message + r".*re-run `workbench prepare --name empty"):
+        finetune("empty", _config(tiny_llama_folder), tmp_path, progress=False)
+
+
 def test_packaged_model_finetunes_end_to_end_from_the_cli(prepared_home, capsys):
     """Two real steps on the packaged model through the CLI: adapter, curves and forgetting figures appear."""
     from workbench.cli import main

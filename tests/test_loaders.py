@@ -83,8 +83,9 @@ def test_malformed_rows_name_file_and_line_or_are_skipped_on_request(tmp_path):
         load_corpus([path], progress=False)
     docs, report = load_corpus([path], skip_bad_rows=True, progress=False)
     assert [d.id for d in docs] == ["a"]
-    assert [s["source"].rsplit("/", 1)[-1] for s in report.skipped] == ["rows.jsonl:2", "rows.jsonl:3"]
-    assert "missing or empty 'text'" in report.skipped[1]["reason"]
+    assert report.skipped == [] and report.files_read == [str(path)]  # the file was read; two of its rows were not
+    assert [s["source"].rsplit("/", 1)[-1] for s in report.skipped_rows] == ["rows.jsonl:2", "rows.jsonl:3"]
+    assert "missing or empty 'text'" in report.skipped_rows[1]["reason"]
 
 
 def test_csv_row_with_extra_fields_is_reported_with_its_line(tmp_path):

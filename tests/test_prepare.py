@@ -1,3 +1,4 @@
+import html
 import json
 
 import pytest
@@ -133,3 +134,39 @@ def test_a_failed_run_leaves_the_previous_outputs_untouched(home, tmp_path):
     with pytest.raises(BadInputError, match="qa.jsonl:1: missing or empty 'answer'"):
         prepare("keep", [corpus], tmp_path / "qa.jsonl", home=home, progress=False)
     assert {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file()} == before
+
+
+def test_a_corpus_without_training_examples_fails_and_keeps_the_previous_run(home, tmp_path):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("# A\nThe pump runs at 40 litres per minute on weekdays.")
+    prepare("keep", [corpus], home=home, progress=False)
+    paths = run_paths("keep", home)
+    before = {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file()}
+    headings = tmp_path / "headings"
+    headings.mkdir()
+    (headings / "manual.md").write_text("# Pump model X200 service manual\n\n## Safety notes for the X200 pump\n")
+    (headings / "returns.md").write_text("# Returns policy for every customer order\n")
+    with pytest.raises(BadInputError) as failure:
+        prepare("keep", [headings], home=home, progress=False)
+    assert str(failure.value).startswith(
+        f"{headings}: no training examples (2 document(s) loaded, 2 kept, 0 QA pairs: no --qa file)"
+    )
+    assert "Add documents with body text, or a QA set with --qa" in str(failure.value)
+    assert "re-run `workbench prepare --name keep`" in str(failure.value)
+    assert {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file()} == before
+
+
+def test_quality_report_shows_corpus_text_as_written_and_markdown_renders_it_literally(home, tmp_path):
+    from markdown_it import MarkdownIt
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("# A\nThe pump runs at 40 litres per minute on weekdays.")
+    odd = corpus / "bob's <b>notes | *v2*.png"
+    odd.write_bytes(b"\x89PNG....")
+    prepare("odd", [corpus], home=home, progress=False)
+    quality = run_paths("odd", home).quality_md.read_text()
+    assert "bob's" in quality and "&#x27;" not in quality and "&lt;" not in quality
+    rendered = MarkdownIt("commonmark").enable("table").render(quality)
+    assert f"<td>{html.escape(str(odd), quote=False)}</td>" in rendered  # one cell, no tag, no emphasis

@@ -6,15 +6,31 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
-from workbench.config import ConfigError, load_config
+from workbench.config import Config, ConfigError, load_config
 from workbench.data.loaders import BadInputError
 from workbench.models import ModelNotAvailable
-from workbench.workspace import check_name
+from workbench.workspace import check_name, read_json, resolve_home
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+DESCRIPTION = """\
+Should you fine-tune a model on your documents, retrieve from them (RAG), both, or just prompt better?
+The workbench builds each option from one corpus on one base model, lets you compare them side by side
+in a blind browser arena, and flags answers the sources do not support.
+
+Typical order:
+  workbench prepare  --name NAME --corpus DOCS [--qa QA.jsonl]   clean, dedup, redact and split the corpus
+  workbench index    --name NAME                                  build the retrieval index (RAG)
+  workbench finetune --name NAME                                  train a LoRA adapter
+  workbench ask      --name NAME "QUESTION"                       answer with every variant, or
+  workbench serve    --name NAME                                  chat with them in the browser
+  workbench check    --input ANSWERS.jsonl --output OUT.jsonl     flag unsupported claims in answers
+
+`workbench demo` prepares, indexes and fine-tunes the shipped demo corpus and opens the app.
+Everything is written under --home (default: $WORKBENCH_HOME or the current folder)."""
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -88,11 +104,29 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepared_runs(home: str | Path | None) -> list[str]:
+    """The runs `prepare` completed: only those have data, and maybe an adapter and index, to answer from."""
+    manifests = (resolve_home(home) / "runs").glob("*/manifest.json")
+    return sorted(path.parent.name for path in manifests if "prepare" in read_json(path))
+
+
 def _ask(args: argparse.Namespace) -> int:
+    if args.name is not None and args.name not in (runs := _prepared_runs(args.home)):  # before loading a model
+        raise BadInputError(
+            f"{resolve_home(args.home) / 'runs' / args.name}: no prepared run {args.name!r} "
+            f"(prepared runs: {', '.join(runs) or 'none'}); create it with "
+            f"`workbench prepare --name {args.name} --corpus PATH`"
+        )
     from workbench.engine import Engine
 
     engine = Engine(load_config(args.config), args.name, args.home)
-    variants = args.variants.split(",") if args.variants else engine.available()
+    if args.variants:
+        variants = args.variants.split(",")  # the engine refuses a missing one, saying why
+    else:
+        variants = engine.available()
+        for name in engine.config.chat.variants:
+            if name in engine.missing:
+                print(f"not answering with {name}: {engine.missing[name]}", file=sys.stderr)
     for name, answer in engine.answer(args.question, variants).items():
         sources = f"; sources {', '.join(answer.chunk_ids)}" if answer.chunk_ids else ""
         print(
@@ -137,11 +171,12 @@ def _check(args: argparse.Namespace) -> int:
 def _print_prepare_summary(report: dict) -> None:
     docs, dupes, sizes = report["documents"], report["duplicates"], report["splits"]["sizes"]
     pii = dict(report["pii"]["documents"])
+    rows = len(report["files"]["skipped_rows"]) + (len(report["qa"]["skipped_rows"]) if report["qa"] else 0)
     print(
         f"prepared {report['name']}: {docs['kept']} documents kept of {docs['loaded']} "
-        f"({len(report['files']['skipped'])} files skipped, {len(dupes['exact'])} exact and {len(dupes['near'])} near "
-        f"duplicates removed, PII {pii or 'none'}); splits train {sizes['train']} / val {sizes['val']} / "
-        f"test {sizes['test']}; leakage {report['leakage']['count']}"
+        f"({len(report['files']['skipped'])} file(s) and {rows} bad row(s) skipped, {len(dupes['exact'])} exact and "
+        f"{len(dupes['near'])} near duplicates removed, PII {pii or 'none'}); splits train {sizes['train']} / "
+        f"val {sizes['val']} / test {sizes['test']}; leakage {report['leakage']['count']}"
     )
 
 
@@ -157,22 +192,35 @@ def _demo(args: argparse.Namespace) -> int:
 
     The app opens at once with the base and RAG columns; the fine-tuned columns join when the adapter is ready.
     """
-    from workbench.data.prepare import prepare
     from workbench.training_job import train_in_background
-    from workbench.workspace import index_paths, run_paths
 
-    args.config = args.config or str(DEMO_CONFIG)
-    config = load_config(args.config)
-    if not run_paths("demo", args.home).quality_json.exists():
-        corpus, qa = _demo_inputs()
-        _print_prepare_summary(prepare("demo", corpus=[corpus], qa=qa, config=config, home=args.home))
-    if not index_paths("demo", args.home).manifest.exists():
-        _index(argparse.Namespace(name="demo", config=args.config, home=args.home, update=False))
+    config = _demo_workspace(args)
     job = train_in_background("demo", config, args.home)
     if job.status().state == "running":
         print("fine-tuning the demo adapter in the background: see the Train tab; ft columns join when it is done")
     args.name = "demo"
     return _serve(args)
+
+
+def _demo_workspace(args: argparse.Namespace) -> Config:
+    """Say where the demo's files go, prepare and index it once, and keep the terminal for what users can act on."""
+    from workbench.data.prepare import prepare
+    from workbench.workspace import index_paths, run_paths
+
+    # Deprecation notices raised inside transformers (e.g. when peft wraps the model): nothing a user can change.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+    print(
+        f"workspace: {resolve_home(args.home)} (runs/: prepared data, adapters and quality reports; "
+        "indexes/: retrieval indexes; workbench.db: answers, judgements and ratings)"
+    )
+    args.config = args.config or str(DEMO_CONFIG)
+    config = load_config(args.config)
+    if not run_paths("demo", args.home).quality_json.exists():
+        corpus, qa = _demo_inputs()
+        _print_prepare_summary(prepare("demo", corpus=[corpus], qa=qa, config=config, home=args.home, progress=False))
+    if not index_paths("demo", args.home).manifest.exists():
+        _index(argparse.Namespace(name="demo", config=args.config, home=args.home, update=False))
+    return config
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -195,7 +243,9 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="workbench", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", help="workspace folder (default: $WORKBENCH_HOME or the current folder)")

@@ -195,6 +195,11 @@ def finetune(
         raise BadInputError(
             f"{paths.root}: no prepared data; run `workbench prepare --name {name} --corpus PATH --qa PATH` first"
         )
+    if not paths.split("train").read_text(encoding="utf-8").strip():  # before a model loads, not an IndexError after
+        raise BadInputError(
+            f"run {name!r}: {paths.split('train')} has no training examples; add a QA set (--qa) or more documents "
+            f"with body text and re-run `workbench prepare --name {name} --corpus PATH --qa PATH`"
+        )
     retriever = _raft_retriever(name, config, home) if raft else None
     paths.adapter.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = _Checkpoint(paths.checkpoint)

@@ -1,7 +1,8 @@
 """Read a corpus (files or row files) and a QA set into records, reporting every file skipped and why.
 
 Unreadable or binary files are skipped with a reason; a malformed JSONL/CSV row is a `BadInputError` naming
-`file:line`, unless `skip_bad_rows` is set, in which case the row is skipped and reported.
+`file:line`, unless `skip_bad_rows` is set, in which case the row is skipped and reported apart from skipped files
+(a file with a bad row was still read).
 """
 
 from __future__ import annotations
@@ -29,13 +30,18 @@ class BadInputError(ValueError):
 
 @dataclass
 class LoadReport:
-    """What a load read and what it skipped: `skipped` holds `{"source", "reason"}` entries."""
+    """What a load read and what it skipped: `skipped` (whole files, by path) and `skipped_rows` (rows of files
+    that were read, by `file:line`) hold `{"source", "reason"}` entries."""
 
     files_read: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    skipped_rows: list[dict] = field(default_factory=list)
 
     def skip(self, source: str, reason: str) -> None:
         self.skipped.append({"source": source, "reason": reason})
+
+    def skip_row(self, where: str, reason: str) -> None:
+        self.skipped_rows.append({"source": where, "reason": reason})
 
 
 def _list_files(path: Path) -> list[Path]:
@@ -186,7 +192,7 @@ def _bad_row(path: Path, line: int, problem: str, report: LoadReport, skip_bad_r
     where = f"{path}:{line}"
     if not skip_bad_rows:
         raise BadInputError(f"{where}: {problem} (fix the row, or pass --skip-bad-rows to skip such rows)")
-    report.skip(where, problem)
+    report.skip_row(where, problem)
 
 
 def _rows_to_documents(path: Path, report: LoadReport, skip_bad_rows: bool) -> list[Document]:
@@ -273,7 +279,7 @@ def load_qa(path: str | Path, skip_bad_rows: bool = False) -> tuple[list[QAPair]
         except BadInputError as exc:
             if not skip_bad_rows:
                 raise
-            report.skip(where, str(exc).removeprefix(f"{where}: "))
+            report.skip_row(where, str(exc).removeprefix(f"{where}: "))
     report.files_read.append(str(path))
     if not pairs:
         raise BadInputError(f"{path}: no QA pairs found (expected rows with question and answer)")

@@ -58,15 +58,21 @@ def prepare(
     report: dict = {
         "name": name,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "files": {"read": len(load_report.files_read), "skipped": load_report.skipped},
+        "files": {
+            "read": len(load_report.files_read),
+            "skipped": load_report.skipped,
+            "skipped_rows": load_report.skipped_rows,
+        },
     }
     docs = _clean_documents(docs, settings, report, progress)
     timings["clean_and_dedup"] = time.perf_counter() - started - sum(timings.values())
     if not docs:
-        reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in load_report.skipped[:5])
+        skipped = load_report.skipped + load_report.skipped_rows
+        reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:5])
         raise BadInputError(
             f"{', '.join(map(str, corpus))}: no usable documents ({len(load_report.files_read)} file(s) read, "
-            f"{len(load_report.skipped)} skipped{': ' + reasons if reasons else ''}). Point --corpus at a folder of "
+            f"{len(load_report.skipped)} file(s) and {len(load_report.skipped_rows)} row(s) skipped"
+            f"{': ' + reasons if reasons else ''}). Point --corpus at a folder of "
             ".md/.txt/.html/.pdf files or a .jsonl/.csv with id,title,text"
         )
 
@@ -76,6 +82,14 @@ def prepare(
     else:
         examples = _corpus_examples(docs, settings)
         report["qa"] = None
+        if not examples:  # raised before anything is written, so the run's previous outputs stay as they were
+            found = report["documents"]
+            raise BadInputError(
+                f"{', '.join(map(str, corpus))}: no training examples ({found['loaded']} document(s) loaded, "
+                f"{found['kept']} kept, 0 QA pairs: no --qa file); without a QA set, examples come from the text "
+                "under each heading, and these documents have none. Add documents with body text, or a QA set "
+                f"with --qa (question,answer rows), and re-run `workbench prepare --name {name}`"
+            )
     by_split = {name: [e for e in examples if e.split == name] for name in split.SPLITS}
     report["examples"] = {
         "origin": "qa" if qa is not None else "corpus",
@@ -185,7 +199,7 @@ def _qa_examples(qa, docs: list[Document], duplicates: dict, settings, skip_bad_
     info = {
         "file": str(qa),
         "pairs": len(pairs),
-        "skipped": qa_report.skipped,
+        "skipped_rows": qa_report.skipped_rows,
         "by_type": dict(Counter(pair.type or "untyped" for pair in pairs)),
         "paraphrases": sum(len(pair.paraphrases) for pair in pairs),
         "groups": len(set(groups)),

@@ -1,16 +1,21 @@
 """Render the prepare quality report (the dict written to quality.json) as Markdown for people.
 
-Corpus-derived strings (file names, boilerplate lines, questions) are HTML-escaped, because the report is
-also shown in the app.
+Corpus-derived strings (file names, boilerplate lines, questions) are shown as written: a backslash goes before
+each character Markdown would read as markup, so a `*` or `<b>` in a question is text, not emphasis or a tag.
+They are not HTML-escaped: the file is read as plain text too, and the app renders it with gradio's Markdown,
+which sanitizes HTML itself.
 """
 
 from __future__ import annotations
 
-import html
+import re
+
+_MARKUP = re.compile(r"([\\`*_\[\]<>|~])")
 
 
 def _esc(value) -> str:
-    return html.escape(str(value)).replace("|", "\\|").replace("\n", " ")
+    """One line of literal text: markup characters backslash-escaped, line breaks (which end a table row) spaces."""
+    return _MARKUP.sub(r"\\\1", " ".join(str(value).splitlines()))
 
 
 def _table(headers: list[str], rows: list[list]) -> list[str]:
@@ -30,10 +35,13 @@ def quality_markdown(report: dict) -> str:
         "## Files",
         f"- Read: {report['files']['read']}",
         f"- Skipped: {len(report['files']['skipped'])}",
+        f"- Rows skipped in files read (`--skip-bad-rows`): {len(report['files']['skipped_rows'])}",
         "",
     ]
     if report["files"]["skipped"]:
         out += _table(["file", "reason"], [[s["source"], s["reason"]] for s in report["files"]["skipped"]])
+    if report["files"]["skipped_rows"]:
+        out += _table(["row", "reason"], [[s["source"], s["reason"]] for s in report["files"]["skipped_rows"]])
     out += [
         "## Documents",
         f"- Loaded: {docs['loaded']}; kept: {docs['kept']}",
@@ -73,12 +81,14 @@ def quality_markdown(report: dict) -> str:
             ),
             "- By type: " + ", ".join(f"{_esc(k)} {v}" for k, v in sorted(qa["by_type"].items())),
             (
-                f"- Rows skipped: {len(qa['skipped'])}; references to unknown documents: {len(qa['unknown_doc_ids'])}; "
-                f"remapped to a kept duplicate: {len(qa['doc_ids_remapped'])}"
+                f"- Rows skipped: {len(qa['skipped_rows'])}; references to unknown documents: "
+                f"{len(qa['unknown_doc_ids'])}; remapped to a kept duplicate: {len(qa['doc_ids_remapped'])}"
             ),
             f"- Documents without any question: {len(qa['documents_without_questions'])}",
             "",
         ]
+        if qa["skipped_rows"]:
+            out += _table(["row", "reason"], [[s["source"], s["reason"]] for s in qa["skipped_rows"]])
     else:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(report["examples"]["by_kind"].items()))
         out += ["## Examples", f"- No QA file: examples generated from the corpus ({kinds}).", ""]
