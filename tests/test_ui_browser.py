@@ -6,7 +6,8 @@ everything the browser received before the vote (the page, every HTTP body, the 
 through a `fetch` wrapper, websocket frames) and on the DOM, with a checker that must then find the names in
 what arrives after the vote.
 
-`WORKBENCH_SCREENSHOTS=1` also writes docs/screenshot-arena*.png and docs/screenshot-ratings.png.
+`WORKBENCH_SCREENSHOTS=1` also writes docs/screenshot-arena*.png and docs/screenshot-ratings.png
+(`WORKBENCH_SCREENSHOTS=DIR`: into DIR instead, to look at them without changing the docs).
 """
 
 import json
@@ -178,24 +179,25 @@ def browser():
 
 
 def shoot(page, name: str) -> None:
-    if os.environ.get("WORKBENCH_SCREENSHOTS") == "1":
-        page.screenshot(path=str(REPO / "docs" / name), full_page=True)
+    where = os.environ.get("WORKBENCH_SCREENSHOTS")
+    if where:
+        page.screenshot(path=str((REPO / "docs" if where == "1" else Path(where)) / name), full_page=True)
 
 
-ALL_ANSWERING = """() => [...'ABCD'].every(l => {
+ALL_ANSWERING = """labels => [...labels].every(l => {
   const el = document.querySelector('#wb-col-' + l + ' .wb-answer');
   return el && el.textContent.replace('\u258c', '').trim().length > 0;
 })"""
-ALL_CHECKED = "() => document.querySelectorAll('.wb-meta').length === 4 && !document.body.innerText.includes('\u258c')"
+ALL_CHECKED = "n => document.querySelectorAll('.wb-meta').length === n && !document.body.innerText.includes('\u258c')"
 
 
-def ask(page, question: str) -> float:
+def ask(page, question: str, labels: str = "ABCD") -> float:
     """Type and ask; returns seconds from the click until every column shows its first words."""
     page.locator("#wb-question textarea").fill(question)
     page.evaluate("() => { window.__t0 = performance.now(); document.querySelector('#wb-ask').click(); }")
-    page.wait_for_function(ALL_ANSWERING, polling="raf", timeout=120_000)
+    page.wait_for_function(ALL_ANSWERING, arg=labels, polling="raf", timeout=120_000)
     elapsed = page.evaluate("() => (performance.now() - window.__t0) / 1000")
-    page.wait_for_function(ALL_CHECKED, timeout=120_000)
+    page.wait_for_function(ALL_CHECKED, arg=len(labels), timeout=120_000)
     page.wait_for_function("() => document.querySelector('#wb-status').innerText.includes('answered')", timeout=60_000)
     return elapsed
 
@@ -215,18 +217,33 @@ def test_a_rater_compares_blind_votes_sees_the_names_and_markup_never_runs(serve
     assert picker.count() == 4
     rater = rater_shown(page)
     assert rater.startswith("browser-")
+    assert shown_columns(page) == ("ABCD", "ABCD") and page.locator("#wb-legend").is_visible()
+    for name in ("rag", "ft_rag"):  # fewer variants, fewer columns and rating controls; more, more
+        page.locator("#wb-variants").get_by_label(name, exact=True).click()
+    page.wait_for_function("() => !document.querySelector('#wb-col-C')?.checkVisibility()", timeout=30_000)
+    assert shown_columns(page) == ("AB", "AB")
+    for name in ("rag", "ft_rag"):
+        page.locator("#wb-variants").get_by_label(name, exact=True).click()
+    page.wait_for_function("() => document.querySelector('#wb-col-D')?.checkVisibility()", timeout=30_000)
+    assert shown_columns(page) == ("ABCD", "ABCD")
 
     first_words = ask(page, QUESTION)
     with Store.open(home=home) as store:
         engine_ttft = max(a["ttft_s"] for a in store.answers("demo"))
     print(
-        f"\nclick -> first words in all 4 columns: {first_words:.2f} s (engine, last column's first token: {engine_ttft:.2f} s)"
+        f"\nclick -> first words in all 4 columns: {first_words:.2f} s "
+        f"(engine, last column's first token: {engine_ttft:.2f} s)"
     )
     headers = page.locator(".wb-head").all_inner_texts()
     assert headers == ["A", "B", "C", "D"]
     texts = {label: page.locator(f"#wb-col-{label} .wb-answer").inner_text() for label in "ABCD"}
     assert all(texts.values()) and len(set(texts.values())) > 1
     assert page.locator(".wb-sources").count() == 2  # the two RAG columns show what they were shown
+    tops = {round(page.locator(f"#wb-stars-{label}").bounding_box()["y"]) for label in "ABCD"}
+    assert len(tops) == 1  # every column's stars on one line, however long its answer
+    for label in "ABCD":  # each evidence passage once per column, however many claims cite it
+        passages = page.locator(f"#wb-col-{label} .wb-evidence pre").all_text_contents()
+        assert len(passages) == len(set(passages))
 
     # Blindness: everything received so far, and the page without the variant picker.
     received = [r for r in responses if "text/event-stream" not in (r.headers.get("content-type") or "")]
@@ -238,7 +255,8 @@ def test_a_rater_compares_blind_votes_sees_the_names_and_markup_never_runs(serve
     before = {where: name_leaks(text) for where, text in bodies}
     assert not {where: leaks for where, leaks in before.items() if leaks}
     dom = page.evaluate(
-        "() => { const c = document.body.cloneNode(true); c.querySelector('#wb-variants').remove(); return c.outerHTML; }"
+        "() => { const c = document.body.cloneNode(true); c.querySelector('#wb-variants').remove(); "
+        "return c.outerHTML; }"
     )
     assert not markup_leaks(dom)
     shoot(page, "screenshot-arena.png")
@@ -270,7 +288,14 @@ def test_a_rater_compares_blind_votes_sees_the_names_and_markup_never_runs(serve
     assert by_variant[revealed["D"]]["hallucinated"] is True and by_variant[revealed["A"]]["stars"] == 2
 
     # A retrieved document full of markup: shown as text, never run (all details opened so images would load).
-    ask(page, XSS_QUESTION)
+    # Asked of the two RAG variants only: two columns, before and after asking.
+    for name in ("base", "ft"):
+        page.locator("#wb-variants").get_by_label(name, exact=True).click()
+    page.wait_for_function("() => !document.querySelector('#wb-col-C')?.checkVisibility()", timeout=30_000)
+    assert shown_columns(page) == ("AB", "AB")
+    ask(page, XSS_QUESTION, "AB")
+    assert shown_columns(page) == ("AB", "AB")
+    assert page.locator("#wb-vote label").all_inner_texts() == ["A is best", "B is best", "Tie", "All bad"]
     page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
     page.wait_for_timeout(500)
     sources = " ".join(page.locator(".wb-sources").all_inner_texts())
@@ -296,6 +321,12 @@ def test_a_rater_compares_blind_votes_sees_the_names_and_markup_never_runs(serve
     assert rater_shown(other) not in (rater, "")
     other.close()
     page.close()
+
+
+def shown_columns(page) -> tuple[str, str]:
+    """The labels of the visible answer columns, and of the visible star ratings."""
+    visible = "sel => [...'ABCD'].filter(l => document.querySelector(sel + l)?.checkVisibility()).join('')"
+    return page.evaluate(visible, "#wb-col-"), page.evaluate(visible, "#wb-stars-")
 
 
 def rater_shown(page) -> str:

@@ -48,6 +48,7 @@ def test_both_tabs_build_with_one_documented_input_per_setting(home, tiny_llama_
     assert isinstance(train.fields["lora_r"], gr.Number) and train.fields["lora_r"].precision == 0
     assert train.fields["max_length"].value == 128 and train.run.value == index.run.value == "demo"
     assert "| Chunks |" in index.stats.value and "Test MRR" in index.stats.value
+    assert index.stats.value.startswith("| Statistic | Value |\n|---|---|\n")  # a header row that says something
 
 
 def test_train_tab_validates_starts_refuses_a_second_start_and_cancels(home, tiny_llama_folder):

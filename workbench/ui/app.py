@@ -1,4 +1,7 @@
-"""The web app: the blind arena, the ratings so far, training, the index, the run's data-quality report, a base chat.
+"""The web app: the blind arena, the ratings so far, training, the index and the run's data-quality report.
+
+There is no separate chat with the base model: the arena's `base` variant is the one place for it, so a "base"
+answer is the same wherever it is read.
 
 One `Arena` (engine built on first use, one store) serves every browser; each browser has its own session in
 `gr.State`. Generation queues: the arena's answers run one turn at a time (`concurrency_limit=1`).
@@ -11,7 +14,6 @@ from pathlib import Path
 import gradio as gr
 
 from workbench.config import Config
-from workbench.models import chat
 from workbench.session import Arena
 from workbench.training_job import training_job
 from workbench.ui.arena import ArenaTab
@@ -41,20 +43,17 @@ def build_app(
     runs = _runs(home)
     name = name or (runs[0] if runs else None)
     arena = arena or Arena(config, name, home)
-    if name:  # a finished (or stopped) fine-tune brings the ft columns into new conversations
-        training_job(name, home).on_finish(lambda status: arena.reload() if status.has_adapter else None)
-
-    def reply(message: str, history: list[dict]) -> str:
-        messages = [{"role": turn["role"], "content": turn["content"]} for turn in history]
-        return chat(messages + [{"role": "user", "content": message}], config.model.base, device=config.model.device)
+    job = training_job(name, home) if name else None
+    if job:  # a finished (or stopped) fine-tune brings the ft columns into new conversations
+        job.on_finish(lambda status: arena.reload() if status.has_adapter else None)
 
     with gr.Blocks(title="workbench") as app:
         gr.Markdown("# workbench\nFine-tune, retrieve, or both? Prepare a corpus, then compare.")
         with gr.Tab("Arena", elem_id="wb-tab-arena"):
-            arena_tab = ArenaTab(arena)
+            arena_tab = ArenaTab(arena, job)
         with gr.Tab("Ratings", elem_id="wb-tab-ratings") as ratings:
             RatingsTab(arena, ratings)
-        app.load(arena_tab.on_load, [arena_tab.rater], [arena_tab.rater, arena_tab.variants, arena_tab.status])
+        app.load(arena_tab.on_load, [arena_tab.rater], arena_tab.loaded)
         with gr.Tab("Train", elem_id="wb-tab-train"):
             TrainTab(home, name, config, job_for=lambda run: training_job(run, home))
         with gr.Tab("Index", elem_id="wb-tab-index"):
@@ -63,8 +62,6 @@ def build_app(
             run = gr.Dropdown(choices=runs, value=name, label="Run", interactive=bool(runs))
             report = gr.Markdown(_quality(home, name))
             run.change(lambda chosen: _quality(home, chosen), run, report)
-        with gr.Tab("Chat (base model)"):
-            gr.ChatInterface(reply, description=f"Greedy answers from `{config.model.base}`.")
     return app
 
 

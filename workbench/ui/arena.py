@@ -3,18 +3,21 @@
 Handlers only adapt Gradio values to `workbench.session.ArenaSession`. Blindness: what goes to the browser
 before the vote is the column labels A-D and `render.column_html` of `Column`s, which carry no variant name;
 the session (with its label -> variant map) lives server-side in `gr.State`. The variant checkboxes name the
-variants being compared, not which column shows which.
+variants being compared, not which column shows which, and so does the line on the run's background fine-tune,
+which a `gr.Timer` polls so that the fine-tuned variants join the choices when their adapter is written.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 
 import gradio as gr
 
 from workbench.data.loaders import BadInputError
 from workbench.session import LABELS, Arena, ArenaSession, Column
-from workbench.ui.render import CSS, column_html, reveal_html
+from workbench.training_job import JobRunning, JobStatus, TrainingJob
+from workbench.ui.render import CSS, column_html, esc, legend_html, reveal_html
 
 STARS = [1, 2, 3, 4, 5]
 
@@ -29,12 +32,49 @@ def rater_id(stored: str | None, request: gr.Request | None) -> str:
     return username or stored or f"browser-{secrets.token_hex(6)}"
 
 
-class ArenaTab:
-    """The components of the Arena tab and their handlers; build inside a `gr.Blocks` context."""
+def eta_s(step: int | None, total: int | None, elapsed_s: float | None) -> float | None:
+    """Seconds left if the remaining steps go as fast as the ones so far; None before the first step."""
+    if not step or not total or elapsed_s is None:
+        return None
+    return max(0.0, elapsed_s / step * (total - step))
 
-    def __init__(self, arena: Arena):
-        self.arena = arena
+
+def duration(seconds: float) -> str:
+    """A wait as a rater reads it: `40 s`, `3 min`, `1 h 05 min` (rounded up)."""
+    if seconds < 60:
+        return f"{math.ceil(seconds)} s"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def training_html(status: JobStatus | None) -> str:
+    """The run's fine-tune in one line: progress and ETA, the failure, or ready; empty when none ran here."""
+    if status is None or status.state == "idle":
+        return ""
+    if status.state == "failed":
+        return f'<p class="wb-bad">Training the fine-tuned variants failed: {esc(status.error or "no reason")}</p>'
+    if status.has_adapter:
+        return "<p>Fine-tuned variants ready.</p>"
+    if status.stop_requested or status.step is None:
+        progress = "stopping after this step" if status.stop_requested else "starting"
+    else:
+        left = eta_s(status.step, status.total, status.elapsed_s)
+        progress = f"step {status.step}" + (f" / {status.total}" if status.total else "")
+        progress += f", ETA {duration(left)}" if left is not None else ""
+    return f"<p>Training the fine-tuned variants: {progress}. They join the choices above when done.</p>"
+
+
+class ArenaTab:
+    """The components of the Arena tab and their handlers; build inside a `gr.Blocks` context.
+
+    `job` is the run's training job (None without a run): its state shows above the columns, polled every
+    `every_s` seconds, with a retry after a failure.
+    """
+
+    def __init__(self, arena: Arena, job: TrainingJob | None = None, every_s: float = 3.0):
+        self.arena, self.job = arena, job
         self.session = gr.State(None)
+        self.offered = gr.State(None)  # the variant choices this browser shows
         self.rater = gr.BrowserState("", storage_key="workbench-rater")
         with gr.Row():
             self.question = gr.Textbox(
@@ -45,13 +85,21 @@ class ArenaTab:
             label="Variants to compare (2-4): columns are shown in a random order, named only after your vote",
             elem_id="wb-variants",
         )
+        with gr.Row(equal_height=True, visible=False) as self.training_row:
+            self.training = gr.HTML(css_template=CSS, elem_id="wb-training")
+            self.retry = gr.Button("Retry training", visible=False, scale=0, min_width=160, elem_id="wb-retry")
         self.status = gr.Markdown(elem_id="wb-status")
-        self.columns, self.htmls, self.stars, self.flags = [], [], [], []
+        self.legend = gr.HTML(legend_html(), css_template=CSS, elem_id="wb-legend")
+        self.columns, self.htmls, self.ratings, self.stars, self.flags = [], [], [], [], []
         with gr.Row(equal_height=False):
             for label in LABELS:
                 with gr.Column(min_width=220) as column:
                     self.columns.append(column)
                     self.htmls.append(gr.HTML(column_html(Column(label)), css_template=CSS, elem_id=f"wb-col-{label}"))
+        with gr.Row():  # a row of their own: every column's stars line up, however long the answers above
+            for label in LABELS:
+                with gr.Column(min_width=220) as rating:
+                    self.ratings.append(rating)
                     self.stars.append(gr.Radio(STARS, label=f"Stars for {label}", elem_id=f"wb-stars-{label}"))
                     self.flags.append(gr.Checkbox(label=f"{label} states something false", elem_id=f"wb-flag-{label}"))
         with gr.Row():
@@ -63,7 +111,10 @@ class ArenaTab:
         self.revealed = gr.HTML(css_template=CSS, elem_id="wb-reveal")
 
         ask_outputs = {self.session, self.status, self.vote, self.comment, self.revealed}
-        ask_outputs |= {*self.columns, *self.htmls, *self.stars, *self.flags}
+        ask_outputs |= {*self.columns, *self.ratings, *self.htmls, *self.stars, *self.flags}
+        # What `on_load` fills: the app wires it with `app.load(tab.on_load, [tab.rater], tab.loaded)`.
+        self.loaded = [self.rater, self.variants, self.offered, self.status, self.legend, *self.columns, *self.ratings]
+        self.loaded += [self.training_row, self.training, self.retry]
         for trigger in (self.ask.click, self.question.submit):
             trigger(
                 self.on_ask,
@@ -78,7 +129,13 @@ class ArenaTab:
             [self.session, *self.stars, *self.flags, self.vote, self.comment],
             {self.status, self.revealed, *self.htmls},
         )
-        self.reset.click(self.on_reset, [self.session], ask_outputs)
+        self.reset.click(self.on_reset, [self.session, self.variants], ask_outputs)
+        self.variants.input(self.on_pick, [self.variants, self.session], ask_outputs)
+        if job is not None:
+            training = [self.training_row, self.training, self.retry]
+            outputs = [*training, self.variants, self.offered]
+            gr.Timer(every_s).tick(self.on_tick, [self.offered], outputs, show_progress="hidden")
+            self.retry.click(self.on_retry, None, training)
 
     def on_load(self, stored: str, request: gr.Request):
         """Fill the variant choices (this builds the engine on the first visit) and settle the rater id."""
@@ -87,7 +144,41 @@ class ArenaTab:
         note = f"You rate as **{rater}**." if self.arena.name else "No prepared run to compare."
         if self.arena.detector_problem:
             note += f" Claims are not checked: {self.arena.detector_problem}."
-        return rater, gr.update(choices=choices, value=chosen), note
+        out = {self.rater: rater, self.variants: gr.update(choices=choices, value=chosen), self.offered: choices}
+        out |= {self.status: note, self.legend: gr.update(visible=not self.arena.detector_problem)}
+        return out | self._training(self.job.status() if self.job else None) | self._shown(len(chosen))
+
+    def on_tick(self, offered: list[str] | None):
+        """The training line; once the adapter is written (and the engine reloaded), its variants join the choices."""
+        status = self.job.status()
+        out = self._training(status)
+        if status.has_adapter and offered is not None and (choices := self.arena.choices()) != offered:
+            out |= {self.variants: gr.update(choices=choices), self.offered: choices}
+        return out
+
+    def on_retry(self):
+        """Start the failed fine-tune again from step 0 (the Train tab can resume from a checkpoint instead)."""
+        try:
+            self.job.start(self.arena.config)
+        except JobRunning as exc:
+            gr.Warning(str(exc))
+        return self._training(self.job.status())
+
+    def on_pick(self, chosen: list[str], session: ArenaSession | None):
+        """Other variants: as many empty columns as chosen, and the next question starts a new conversation."""
+        out = self._cleared(None, len(chosen or []))
+        out[self.status] = "The next question starts a new conversation with these variants." if session else ""
+        return out
+
+    def _training(self, status: JobStatus | None) -> dict:
+        line, failed = training_html(status), status is not None and status.state == "failed"
+        shown = {self.training_row: gr.update(visible=bool(line)), self.retry: gr.update(visible=failed)}
+        return shown | {self.training: line}
+
+    def _shown(self, count: int) -> dict:
+        """The first `count` columns and their rating controls visible, the others hidden."""
+        parts = (self.columns, self.ratings)
+        return {part[i]: gr.update(visible=i < count) for part in parts for i in range(len(LABELS))}
 
     def _cleared(self, session: ArenaSession | None, count: int) -> dict:
         """Empty columns (the first `count` shown) and rating controls."""
@@ -97,9 +188,8 @@ class ArenaTab:
             self.revealed: "",
             self.comment: "",
             self.vote: gr.update(choices=_vote_choices(labels), value=None),
-        }
+        } | self._shown(len(labels))
         for i, label in enumerate(LABELS):
-            out[self.columns[i]] = gr.update(visible=i < len(labels))
             out[self.htmls[i]] = column_html(Column(label))
             out[self.stars[i]] = None
             out[self.flags[i]] = False
@@ -145,12 +235,12 @@ class ArenaTab:
             )
         return out
 
-    def on_reset(self, session: ArenaSession | None):
+    def on_reset(self, session: ArenaSession | None, chosen: list[str]):
         if session is not None:
             try:
                 session.reset()
             except BadInputError as exc:
                 raise gr.Error(str(exc)) from None
-        out = self._cleared(session, len(session.labels) if session else len(LABELS))
+        out = self._cleared(session, len(chosen or []))
         out[self.status] = "New conversation: the columns get a new random order."
         return out

@@ -42,7 +42,7 @@ def stats_markdown(manifest: dict | None) -> str:
     work = f"{build['embedded_chunks']} embedded, {build['reused_chunks']} reused, {build['removed_chunks']} removed"
     speed = f", {build['chunks_per_s']:.0f} chunks/s" if build.get("chunks_per_s") else ""
     lines = [
-        "| | |",
+        "| Statistic | Value |",
         "|---|---|",
         f"| Chunks | {counts['chunks']} |",
         f"| Documents | {counts['documents']} |",
@@ -66,7 +66,8 @@ def hits_html(hits: list[Hit]) -> str:
     if not hits:
         return "<p>No chunks found.</p>"
     return "".join(
-        f'<div class="wb-hit"><div class="wb-hit-head">#{hit.rank} · score {hit.score:.4f} · {esc(hit.chunk.id)}</div>'
+        f'<div class="wb-hit"><div class="wb-hit-head">#{hit.rank} · score {hit.score:.4f} · {esc(hit.chunk.id)}'
+        "</div>"
         f'<div class="wb-hit-path">{" › ".join(esc(part) for part in _path(hit))}</div>'
         f'<div class="wb-hit-text">{esc(hit.chunk.text)}</div></div>'
         for hit in hits

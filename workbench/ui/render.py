@@ -18,11 +18,14 @@ CSS = """
 .wb-head .wb-name { font-weight: 400; color: var(--body-text-color-subdued); }
 .wb-q { font-style: italic; color: var(--body-text-color-subdued); margin: 4px 0; white-space: pre-wrap; }
 .wb-answer, .wb-past-a { white-space: pre-wrap; line-height: 1.45; }
-.wb-past { opacity: 0.7; border-bottom: 1px dashed var(--border-color-primary); margin-bottom: 6px; padding-bottom: 4px; }
+.wb-past { opacity: 0.7; border-bottom: 1px dashed var(--border-color-primary); margin: 0 0 6px; padding: 0 0 4px; }
 .wb-meta, .wb-judges { font-size: 0.85em; color: var(--body-text-color-subdued); margin-top: 6px; }
 .wb-claim { border-radius: 3px; padding: 0 1px; }
 .wb-col details { margin-top: 6px; font-size: 0.9em; }
 .wb-col details pre { white-space: pre-wrap; font-size: 0.9em; max-height: 16em; overflow: auto; }
+.wb-refs, .wb-rank { color: var(--body-text-color-subdued); font-size: 0.9em; }
+.wb-legend { font-size: 0.9em; }
+.wb-scale { display: inline-block; width: 6em; height: 0.9em; vertical-align: middle; border-radius: 3px; }
 .wb-bad { color: #b42318; }
 .wb-ok { color: #067647; }
 .wb-table { border-collapse: collapse; width: 100%; }
@@ -58,8 +61,7 @@ def column_html(
     if column.done:
         parts.append(f'<div class="wb-meta">{_meta(column)}</div>')
     if column.judges:
-        scores = " · ".join(f"{esc(j)} {_score(s)}" for j, s in column.judges.items())
-        parts.append(f'<div class="wb-judges">reference judges: {scores}</div>')
+        parts.append(_judges(column.judges))
     if column.claims:
         parts.append(_claims(column.claims))
     if column.sources:
@@ -81,6 +83,26 @@ def _meta(column: Column) -> str:
     if column.error:
         bits.append(f'<span class="wb-bad">error: {esc(column.error)}</span>')
     return " · ".join(bits)
+
+
+JUDGE_NAMES = {"key_facts": "Key facts", "token_f1": "Token F1", "rouge_l": "ROUGE-L", "embedding": "Similarity"}
+"""Readable names of the graded reference judges (another judge shows by its registered name)."""
+JUDGE_WORDS = {"exact_match": "exact match", "contains": "contains the reference"}
+"""The 0/1 reference judges: a word when they hold, nothing otherwise (Token F1 already says how close)."""
+JUDGES_TIP = "0-1, higher is closer to the run's reference answer to this question"
+EVIDENCE_TIP = "evidence passage (listed below the claims) and how close its closest sentence is to the claim, 0-1"
+
+
+def _judges(judges: dict[str, float | None]) -> str:
+    """Scores against the reference answer: graded ones by readable name, 0/1 ones as a word when they hold."""
+    graded = [
+        f"{esc(JUDGE_NAMES.get(j, j.replace('_', ' ')))} {s:.2f}"
+        for j, s in judges.items()
+        if s is not None and j not in JUDGE_WORDS
+    ]
+    words = [JUDGE_WORDS[j] for j, s in judges.items() if j in JUDGE_WORDS and s == 1]
+    shown = " · ".join(graded + words) or "could not be scored"
+    return f'<div class="wb-judges" title="{JUDGES_TIP}">vs. reference answer: {shown}</div>'
 
 
 def _score(score: float | None) -> str:
@@ -116,33 +138,59 @@ def _highlighted(text: str, claims: list[dict]) -> str:
 
 
 def _claims(claims: list[dict]) -> str:
+    """The claims, each citing its evidence by number: every distinct evidence passage is listed once, below them."""
     flagged = sum(not c["supported"] for c in claims)
-    items = []
-    for number, claim in enumerate(claims, 1):
-        verdict = "likely unsupported" if not claim["supported"] else "supported"
-        css = "wb-bad" if not claim["supported"] else "wb-ok"
-        evidence = "".join(
-            f"<li>{esc(e.get('chunk_id', ''))} (similarity {_score(e.get('score'))})<pre>{esc(e.get('text', ''))}</pre></li>"
-            for e in claim.get("evidence", [])
-        )
+    numbers: dict[str, int] = {}  # chunk id -> passage number, in order of first citation
+    passages, items = [], []
+    for claim in claims:
+        cited = []
+        for evidence in claim.get("evidence", []):
+            key = str(evidence.get("chunk_id") or evidence.get("text", ""))
+            if key not in numbers:
+                numbers[key] = len(numbers) + 1
+                chunk, text = esc(evidence.get("chunk_id", "")), esc(evidence.get("text", ""))
+                passages.append(f"<li>{chunk}<pre>{text}</pre></li>")
+            cited.append(f"[{numbers[key]}] {_score(evidence.get('score'))}")
+        verdict, css = ("supported", "wb-ok") if claim["supported"] else ("likely unsupported", "wb-bad")
+        refs = f' <span class="wb-refs" title="{EVIDENCE_TIP}">evidence {", ".join(cited)}</span>' if cited else ""
         items.append(
             f'<li><span class="wb-claim" style="background:{_colour(claim["score"])}">{esc(claim["text"])}</span> '
-            f'<span class="{css}">{verdict}, score {claim["score"]:.2f}</span>'
-            + (f"<details><summary>evidence</summary><ul>{evidence}</ul></details>" if evidence else "")
-            + "</li>"
+            f'<span class="{css}">{verdict}, score {claim["score"]:.2f}</span>{refs}</li>'
         )
+    listed = (
+        f'<details class="wb-evidence"><summary>Evidence passages ({len(passages)})</summary>'
+        f"<ol>{''.join(passages)}</ol></details>"
+    )
     return (
         f'<details class="wb-claims"><summary>Claims: {flagged} of {len(claims)} likely unsupported</summary>'
-        f"<ol>{''.join(items)}</ol></details>"
+        f"<ol>{''.join(items)}</ol>{listed if passages else ''}</details>"
     )
 
 
 def _sources(column: Column) -> str:
+    """The chunks the column was shown, by retrieval rank (the fused score itself means nothing to a reader)."""
+    count = len(column.sources)
     items = "".join(
-        f"<li><b>{esc(s.chunk_id)}</b> {esc(s.title)} (score {s.score:.3f})<pre>{esc(s.text)}</pre></li>"
-        for s in column.sources
+        f'<li><span class="wb-rank">{_ordinal(rank)} of {count} retrieved</span> <b>{esc(s.title)}</b> '
+        f'<span class="wb-rank">{esc(s.chunk_id)}</span><pre>{esc(s.text)}</pre></li>'
+        for rank, s in enumerate(column.sources, 1)
     )
-    return f'<details class="wb-sources"><summary>Sources shown ({len(column.sources)})</summary><ol>{items}</ol></details>'
+    return f'<details class="wb-sources"><summary>Sources shown ({count})</summary><ul>{items}</ul></details>'
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def legend_html() -> str:
+    """What the tints on the answers mean: one legend above the columns."""
+    scale = f"linear-gradient(to right, {_colour(0.0)}, {_colour(1.0)})"
+    return (
+        f'<div class="wb-legend">Highlighted claims: supported <span class="wb-scale" style="background:{scale}">'
+        "</span> likely unsupported by the sources or the corpus. Hover a claim for its score; open "
+        "<i>Claims</i> for its evidence.</div>"
+    )
 
 
 def reveal_html(mapping: dict[str, str]) -> str:
