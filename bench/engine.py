@@ -11,6 +11,11 @@ as trained ones), and every row generates exactly `--tokens` new tokens (end of 
 - `rss_four_over_one`: peak RSS of a process serving the four variants (model, adapter, index, embedder) through
   one turn / a process serving the base model alone through one turn (goal <= 1.15).
 - `tokens_per_s` of the batched turn (all rows), and each variant's time to first token in it.
+- The thread policy (`workbench.threads`), the same 4-way turn against itself on an idle machine:
+  `turn_under_load_over_idle` while a CPU-bound process (one core, spinning) runs beside (goal <= 2.5), next to
+  `fixed_threads_under_load_over_idle`, the same with torch's default thread count (the baseline);
+  `turn_during_training_over_idle` while the demo adapter trains in the background exactly as `make run` starts
+  it (`TrainingJob`, a niced child process), measured once its first step has ended (goal <= 1.5).
 Usage: python bench/engine.py [--tokens 128 (chat.max_new_tokens)] [--repeats 2]
 """
 
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 from peft import PeftModel, get_peft_model
@@ -32,16 +38,18 @@ from peft import PeftModel, get_peft_model
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import record
 
-from workbench.config import Config
+from workbench.config import Config, load_config
 from workbench.data.prepare import prepare
 from workbench.engine import Engine
 from workbench.finetune import lora_config
 from workbench.models import fresh_causal_lm
 from workbench.retrieval.index import build_index
+from workbench.training_job import training_job
 from workbench.variants import Decoding
 from workbench.workspace import run_paths
 
 DEMO = Path(__file__).resolve().parent.parent / "demo"
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 QUESTION = "How long is the return window for the Skylark S3 Pro, and who pays for the return shipping?"
 VARIANTS = ["base", "ft", "rag", "ft_rag"]
 
@@ -135,6 +143,48 @@ def turn_figures(engine: Engine, home: Path, decoding: Decoding, repeats: int) -
     return figures
 
 
+def contention_figures(engine: Engine, home: Path, decoding: Decoding, repeats: int, idle_s: float) -> dict:
+    """The batched turn under another process's load and while the demo adapter trains (see the docstring)."""
+
+    def turn() -> None:
+        engine.answer(QUESTION, VARIANTS, decoding=decoding)
+
+    figures = {}
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(2)  # the policy reads the last second of CPU use
+        loaded = timed(turn, repeats)
+        with mock.patch("workbench.engine.use_free_cores", lambda yield_to_niced: torch.get_num_threads()):
+            started = time.perf_counter()
+            turn()  # once: this is the slow case
+            fixed = time.perf_counter() - started
+    finally:
+        hog.kill()
+        hog.wait()
+    figures["under_load_s"] = round(loaded, 3)
+    figures["turn_under_load_over_idle"] = round(loaded / idle_s, 3)
+    figures["fixed_threads_under_load_s"] = round(fixed, 3)
+    figures["fixed_threads_under_load_over_idle"] = round(fixed / idle_s, 3)
+    print({k: figures[k] for k in ("turn_under_load_over_idle", "fixed_threads_under_load_over_idle")}, flush=True)
+
+    job = training_job("demo", home)
+    job.start(load_config(DEMO_CONFIG), resume=False)
+    try:
+        while job.status().state == "running" and not job.status().step:
+            time.sleep(1)
+        if job.status().state != "running":
+            raise SystemExit(f"the demo training did not run: {job.status().error}")
+        during = timed(turn, repeats)
+        figures["training_steps_during_turns"] = job.status().step
+    finally:
+        job.stop()
+        job.wait(300)
+    figures["during_training_s"] = round(during, 3)
+    figures["turn_during_training_over_idle"] = round(during / idle_s, 3)
+    print({"turn_during_training_over_idle": figures["turn_during_training_over_idle"]}, flush=True)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=Config().chat.max_new_tokens, help="new tokens per answer")
@@ -147,7 +197,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         make_home(home, config)
-        figures |= turn_figures(Engine(config, "demo", home), home, decoding, args.repeats)
+        engine = Engine(config, "demo", home)
+        figures |= turn_figures(engine, home, decoding, args.repeats)
+        figures |= contention_figures(engine, home, decoding, args.repeats, figures["batched_s"])
         one = peak_rss_mb(home, ["base"], args.tokens)
         four = peak_rss_mb(home, VARIANTS, args.tokens)
         figures["peak_rss_mb"] = {"base_alone": round(one), "four_variants": round(four)}

@@ -13,16 +13,24 @@
    against the two columns it competes with: `rag` (the base model shown the sources) and `ft_rag` served by the
    default recipe's adapter. Token F1 on the test split through the engine's own RAG prompt, twice: with the
    sources the index retrieves, and with the gold documents' chunks removed from them (retrieval missed).
-Usage: python bench/finetune.py [--speed-steps 8] [--recipes qa,qa+docs,paraphrase] [--raft-steps 60]
+4. Load (`load`). The same short training run three times: on an idle machine, beside a CPU-bound process (one
+   core spinning), and beside it again with torch's default thread count instead of the thread policy
+   (`workbench.threads`, the baseline): `step_under_load_over_idle` (goal <= 2.5) and
+   `fixed_threads_step_under_load_over_idle` are ratios of time per step (the same steps, the same tokens).
+Usage: python bench/finetune.py [--parts speed,recipes,raft,load] [--speed-steps 8] [--recipes qa,qa+docs,paraphrase]
+       [--raft-steps 60] [--load-steps 6]. Parts not run keep their figures from an earlier run (each part records
+       when it was measured).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 from peft import PeftModel, get_peft_model
@@ -170,6 +178,79 @@ def raft_comparison(config, home: Path, steps: int, max_new_tokens: int) -> dict
     return figures
 
 
+def speed_figures(config, home: Path, paths, steps: int) -> dict:
+    speed_config = config.model_copy(deep=True)
+    speed_config.finetune.eval_every = steps
+    ours = ours_run(speed_config, home, steps)
+    naive = naive_trainer_run(speed_config, paths, steps)
+    speed = {
+        "steps": steps,
+        "batch_size": config.finetune.batch_size,
+        "ours_tokens_per_s": round(ours["tokens_per_s"], 1),
+        "naive_tokens_per_s": round(naive["tokens_per_s"], 1),
+        "speedup_vs_naive": round(ours["tokens_per_s"] / naive["tokens_per_s"], 2),
+        "ours_val_loss": round(ours["val_loss"], 4),
+        "naive_val_loss": round(naive["val_loss"], 4),
+    }
+    print(speed, flush=True)
+    return {"speed": speed, "speedup_vs_naive": speed["speedup_vs_naive"]}
+
+
+def recipe_figures(config, home: Path, paths, recipes: list[str], max_new_tokens: int) -> dict:
+    base, tokenizer = load_causal_lm(config.model.base, config.model.device)
+    system = config.finetune.system_prompt
+    figures: dict = {"base_test_f1": round(test_f1(base, tokenizer, paths, system, max_new_tokens), 4), "recipes": {}}
+    for recipe in sorted(recipes, key=lambda r: r == config.finetune.recipe):  # the default's adapter last
+        recipe_config = config.model_copy(deep=True)
+        recipe_config.finetune.recipe = recipe
+        summary = finetune("demo", recipe_config, home, progress=False)
+        tuned = PeftModel.from_pretrained(fresh_causal_lm(config.model.base, config.model.device)[0], paths.adapter)
+        figures["recipes"][recipe] = {
+            "ft_test_f1": round(test_f1(tuned, tokenizer, paths, system, max_new_tokens), 4),
+            "train_examples": summary["train_examples"],
+            "steps": summary["steps"],
+            "best_step": summary["best_step"],
+            "best_val_loss": round(summary["best_val_loss"], 4),
+            "wall_s": round(summary["wall_seconds"], 1),
+            "forgetting_change_pct": round(summary["forgetting"]["change_pct"], 2),
+        }
+        print(recipe, figures["recipes"][recipe], flush=True)
+    results = figures["recipes"]
+    if config.finetune.recipe in results:
+        figures["demo_wall_s"] = results[config.finetune.recipe]["wall_s"]
+        figures["ft_test_f1"] = results[config.finetune.recipe]["ft_test_f1"]
+        figures["best_recipe"] = max(results, key=lambda r: results[r]["ft_test_f1"])
+        figures["default_recipe_wins"] = figures["best_recipe"] == config.finetune.recipe
+    return figures
+
+
+def load_figures(config, home: Path, steps: int) -> dict:
+    """Seconds per training step idle, beside a CPU-bound process, and beside it with fixed threads."""
+
+    def seconds_per_step() -> float:
+        summary = finetune("demo", config, home, max_steps=steps, progress=False)
+        return summary["step_seconds"] / summary["steps"]
+
+    idle = seconds_per_step()
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(2)  # the policy reads the last second of CPU use
+        loaded = seconds_per_step()
+        with mock.patch("workbench.finetune.use_free_cores", lambda yield_to_niced: torch.get_num_threads()):
+            fixed = seconds_per_step()
+    finally:
+        hog.kill()
+        hog.wait()
+    return {
+        "steps": steps,
+        "idle_s_per_step": round(idle, 3),
+        "under_load_s_per_step": round(loaded, 3),
+        "fixed_threads_under_load_s_per_step": round(fixed, 3),
+        "step_under_load_over_idle": round(loaded / idle, 3),
+        "fixed_threads_step_under_load_over_idle": round(fixed / idle, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
@@ -177,7 +258,10 @@ def main() -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--raft-steps", type=int, default=None, help="default: the config's max_steps; 0 skips")
+    parser.add_argument("--parts", default="speed,recipes,raft,load")
+    parser.add_argument("--load-steps", type=int, default=6)
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     config = load_config(args.config)
     figures: dict = {"model": config.model.base, "threads": torch.get_num_threads()}
 
@@ -186,53 +270,21 @@ def main() -> None:
         prepare("demo", [DEMO / "corpus"], DEMO / "qa.jsonl", home=home, config=config, progress=False)
         paths = run_paths("demo", home)
 
-        speed_config = config.model_copy(deep=True)
-        speed_config.finetune.eval_every = args.speed_steps
-        ours = ours_run(speed_config, home, args.speed_steps)
-        naive = naive_trainer_run(speed_config, paths, args.speed_steps)
-        figures["speed"] = {
-            "steps": args.speed_steps,
-            "batch_size": config.finetune.batch_size,
-            "ours_tokens_per_s": round(ours["tokens_per_s"], 1),
-            "naive_tokens_per_s": round(naive["tokens_per_s"], 1),
-            "speedup_vs_naive": round(ours["tokens_per_s"] / naive["tokens_per_s"], 2),
-            "ours_val_loss": round(ours["val_loss"], 4),
-            "naive_val_loss": round(naive["val_loss"], 4),
-        }
-        print(figures["speed"], flush=True)
-
-        base, tokenizer = load_causal_lm(config.model.base, config.model.device)
-        system = config.finetune.system_prompt
-        figures["base_test_f1"] = round(test_f1(base, tokenizer, paths, system, args.max_new_tokens), 4)
-        figures["recipes"] = {}
-        recipes = sorted(args.recipes.split(","), key=lambda r: r == config.finetune.recipe)  # default's adapter last
-        for recipe in recipes:
-            recipe_config = config.model_copy(deep=True)
-            recipe_config.finetune.recipe = recipe
-            summary = finetune("demo", recipe_config, home, progress=False)
-            tuned = PeftModel.from_pretrained(fresh_causal_lm(config.model.base, config.model.device)[0], paths.adapter)
-            figures["recipes"][recipe] = {
-                "ft_test_f1": round(test_f1(tuned, tokenizer, paths, system, args.max_new_tokens), 4),
-                "train_examples": summary["train_examples"],
-                "steps": summary["steps"],
-                "best_step": summary["best_step"],
-                "best_val_loss": round(summary["best_val_loss"], 4),
-                "wall_s": round(summary["wall_seconds"], 1),
-                "forgetting_change_pct": round(summary["forgetting"]["change_pct"], 2),
-            }
-            print(recipe, figures["recipes"][recipe], flush=True)
+        if "speed" in parts:
+            figures |= speed_figures(config, home, paths, args.speed_steps)
+        if "recipes" in parts:
+            figures |= recipe_figures(config, home, paths, args.recipes.split(","), args.max_new_tokens)
         raft_steps = config.finetune.max_steps if args.raft_steps is None else args.raft_steps
-        if raft_steps and config.finetune.recipe in figures["recipes"]:
+        if "raft" in parts and raft_steps:
+            if "recipes" not in parts:
+                finetune("demo", config, home, progress=False)  # ft_rag's other adapter, the default recipe's
             figures["raft"] = raft_comparison(config, home, raft_steps, args.max_new_tokens)
             print("raft", figures["raft"], flush=True)
-    results = figures["recipes"]
-    if config.finetune.recipe in results:
-        figures["demo_wall_s"] = results[config.finetune.recipe]["wall_s"]
-        figures["ft_test_f1"] = results[config.finetune.recipe]["ft_test_f1"]
-        figures["best_recipe"] = max(results, key=lambda r: results[r]["ft_test_f1"])
-        figures["default_recipe_wins"] = figures["best_recipe"] == config.finetune.recipe
-    figures["speedup_vs_naive"] = figures["speed"]["speedup_vs_naive"]
-    record("finetune", figures)
+        if "load" in parts:
+            figures["load"] = load_figures(config, home, args.load_steps)
+            figures["step_under_load_over_idle"] = figures["load"]["step_under_load_over_idle"]
+            print("load", figures["load"], flush=True)
+    record("finetune", figures, parts=sorted(parts))
 
 
 if __name__ == "__main__":

@@ -10,12 +10,16 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
-def record(section: str, figures: dict) -> None:
-    figures = {
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {_cores()} cores",
-    } | figures
+def record(section: str, figures: dict, parts: list[str] | None = None) -> None:
+    """Write `figures` as `section`; with `parts` (the parts of a script that ran), merge them into the section
+    and note when each part was measured, keeping the figures of parts that did not run."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    figures = {"measured_at": now, "machine": f"{platform.machine()}, {_cores()} cores"} | figures
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if parts is not None:
+        earlier = results.get(section, {})
+        figures["parts_measured_at"] = earlier.get("parts_measured_at", {}) | {part: now for part in parts}
+        figures = earlier | figures
     results[section] = figures
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

@@ -47,9 +47,7 @@ def test_invalid_run_name_is_a_usage_error(home):
     assert result.returncode == 2 and "invalid run name" in result.stderr
 
 
-def test_serve_binds_loopback_shows_the_quality_report_and_chats(home):
-    from gradio_client import Client
-
+def test_serve_binds_loopback_and_shows_the_quality_report(home):
     from workbench.data.prepare import prepare
     from workbench.ui.app import build_app
 
@@ -63,8 +61,7 @@ def test_serve_binds_loopback_shows_the_quality_report_and_chats(home):
         config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
         assert "<title>workbench</title>" in page or "workbench" in page
         assert "Data quality report: demo" in json.dumps(config)
-        reply = Client(url, verbose=False).predict("What is the capital of France? One word.", api_name="/reply")
-        assert "Paris" in reply
+        assert "Chat (base model)" not in json.dumps(config)  # the arena's base column is the one base chat
     finally:
         app.close()
 

@@ -123,6 +123,83 @@ def test_batched_turn_equals_each_variant_alone_and_streams_growing_text(engine)
     assert answers["rag"].text != answers["base"].text
 
 
+QUESTIONS = [QUESTION, "What does the Verdance Cloud Pro plan cost per month?", "Who makes the Skylark S3 Pro?"]
+
+
+@pytest.fixture(scope="module")
+def fp32_engine(engine_home):
+    """The fp32 path, forced (on a CPU with native bf16 the default engine packs bf16 weights)."""
+    config = Config.model_validate({"chat": {"max_new_tokens": 16}, "model": {"cpu_precision": "fp32"}})
+    return Engine(config, "demo", engine_home)
+
+
+@pytest.mark.parametrize(
+    "precision, decoding",
+    [
+        ("auto", Decoding(max_new_tokens=16)),
+        ("auto", Decoding(max_new_tokens=16, temperature=0.9, top_p=0.95, seed=3)),
+        ("fp32", Decoding(max_new_tokens=16)),
+    ],
+    ids=["native-greedy", "native-seeded-sampling", "fp32-greedy"],
+)
+def test_answers_are_identical_alone_and_in_batches_of_2_4_and_12_rows(engine, fp32_engine, precision, decoding):
+    chosen = engine if precision == "auto" else fp32_engine
+    if precision == "fp32":
+        assert chosen.precision.startswith("float32")
+    variants = ["base", "ft", "rag", "ft_rag"]
+    twelve = chosen.answer_batch(QUESTIONS, variants, decoding)  # 3 questions x 4 variants: 3 decoding groups
+    for question, batched in zip(QUESTIONS, twelve):
+        four = chosen.answer(question, variants, decoding=decoding)
+        two = chosen.answer(question, ["ft_rag", "base"], decoding=decoding)
+        for name in variants:
+            alone = chosen.answer(question, [name], decoding=decoding)[name]
+            assert alone.text == four[name].text == batched[name].text, (question, name)
+            assert alone.tokens_out == batched[name].tokens_out and batched[name].question == question
+            if name in two:
+                assert two[name].text == alone.text, (question, name)
+    assert len({answers["ft"].text for answers in twelve}) > 1  # the rows really answer different questions
+
+
+def test_answers_do_not_depend_on_the_thread_count(engine, monkeypatch):
+    """The thread policy changes threads with the machine's load; the answers must stay the same."""
+    answers = {}
+    for threads in (1, 2):
+        monkeypatch.setattr(
+            "workbench.engine.use_free_cores", lambda yield_to_niced, n=threads: torch.set_num_threads(n)
+        )
+        answers[threads] = {k: a.text for k, a in engine.answer(QUESTION).items()}
+    assert answers[1] == answers[2]
+
+
+def test_row_attention_gives_each_row_exactly_its_unpadded_attention():
+    from types import SimpleNamespace
+
+    from workbench.row_attention import row_attention
+
+    torch.manual_seed(0)
+    module = SimpleNamespace(num_key_value_groups=2, is_causal=True, training=False)
+    lengths, width = [5, 0, 9, 1], 9
+    query, key, value = torch.randn(4, 4, 1, 8), torch.randn(4, 2, width, 8), torch.randn(4, 2, width, 8)
+    out, _ = row_attention(module, query, key, value, None, row_lengths=lengths, scaling=0.3, dropout=0.0)
+    for b, length in enumerate(lengths):
+        if length == 0:
+            assert torch.count_nonzero(out[b]) == 0  # a padding row
+            continue
+        start = width - length
+        alone, _ = row_attention(
+            module,
+            query[b : b + 1],
+            key[b : b + 1, :, start:].clone(),
+            value[b : b + 1, :, start:].clone(),
+            None,
+            row_lengths=[length],
+            scaling=0.3,
+        )
+        assert torch.equal(out[b : b + 1], alone)
+        weights = torch.softmax(query[b] @ key[b, :, start:].repeat_interleave(2, 0).transpose(-1, -2) * 0.3, -1)
+        torch.testing.assert_close(out[b].transpose(0, 1), weights @ value[b, :, start:].repeat_interleave(2, 0))
+
+
 def test_answers_record_what_produced_them(engine):
     answers = engine.answer(QUESTION, ["base", "rag", "ft_rag"])
     base, rag, ft_rag = answers["base"], answers["rag"], answers["ft_rag"]
@@ -136,7 +213,7 @@ def test_answers_record_what_produced_them(engine):
         assert answer.tokens_in > 0 and 0 < answer.tokens_out <= 24
         assert 0 < answer.ttft_s <= answer.total_s
         assert answer.finish_reason in {"stop", "length"}
-        assert answer.decoding == Decoding(max_new_tokens=24).to_dict()
+        assert answer.decoding == Decoding.from_config(engine.config.chat).to_dict()
         assert answer.model_id.startswith("smollm2-135m-instruct@") and answer.precision == engine.precision
     assert rag.tokens_in > base.tokens_in + 200
 
@@ -230,14 +307,9 @@ def test_growing_cache_layer_matches_the_stock_layer():
 
     torch.manual_seed(0)
     stock, growing = DynamicLayer(), _GrowingLayer()
-    for step, length in enumerate([300, *[1] * 300]):  # a prefill, then steps past the first spare room
-        rows = 3 if step <= 150 else 2
-        keys, values = torch.randn(rows, 2, length, 8), torch.randn(rows, 2, length, 8)
+    for length in [300, *[1] * 300]:  # a prefill, then steps past the first spare room
+        keys, values = torch.randn(3, 2, length, 8), torch.randn(3, 2, length, 8)
         expected, got = stock.update(keys, values), growing.update(keys, values)
-        if step == 150:
-            for layer in (stock, growing):
-                layer.batch_select_indices(torch.tensor([0, 2]))
-            expected, got = (stock.keys, stock.values), (growing.keys, growing.values)
         assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
     assert growing.get_seq_length() == stock.get_seq_length() == 600
 

@@ -48,11 +48,22 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StopRequest(threading.Event):
+    """Set by Ctrl-C, or by `file` appearing (how the app's background training is cancelled)."""
+
+    def __init__(self, file: Path | None):
+        super().__init__()
+        self.file = file
+
+    def is_set(self) -> bool:
+        return super().is_set() or (self.file is not None and self.file.exists())
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from workbench.finetune import finetune
     from workbench.parallel import join, leave
 
-    stop = threading.Event()
+    stop = _StopRequest(Path(args.stop_file) if args.stop_file else None)
 
     def request_stop(signum, frame) -> None:
         print("\nstop requested: finishing the current step (Ctrl-C again to abort)", file=sys.stderr)
@@ -265,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
     tune.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides the config)")
     tune.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    tune.add_argument("--stop-file", help="end cleanly after the current step once this file exists")
 
     index = commands.add_parser("index", parents=[common], help="chunk, embed and index a prepared run's corpus")
     index.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")

@@ -30,6 +30,9 @@ class ModelConfig(_Section):
     """Sentence embedder for retrieval and similarity: a packaged short name or a local sentence-transformers folder."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where models run. `auto` picks CUDA with bf16 when a GPU is present, else CPU with fp32."""
+    cpu_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Weights of the chat engine on a CPU: `auto` is bf16 where the CPU has native bf16 dot products (AVX512-BF16,
+    AMX), else fp32. Answers can differ between the two; each answer records its precision."""
 
 
 class SplitRatios(_Section):
@@ -182,6 +185,12 @@ class ChatConfig(_Section):
     """Nucleus sampling mass when sampling."""
     seed: int = 0
     """Sampling seed; each variant draws from its own generator, so batching does not change its answer."""
+    repetition_penalty: float = Field(1.0, ge=1)
+    """Divides the scores of tokens the answer already used (1: off). The answer's own tokens only, not the
+    prompt's, so a RAG answer can still quote its sources."""
+    stop_on_repeat: bool = True
+    """End an answer when a sentence or line repeats one it already gave (the repeat is dropped): small models
+    otherwise loop to the token limit."""
     rag_chunks: int = Field(3, ge=1)
     """Retrieved chunks shown to the RAG variants as numbered sources."""
     remotes: dict[str, RemoteConfig] = {}

@@ -2,15 +2,17 @@
 
 Per turn: the RAG variants' sources are retrieved once; each local row is prefilled on its own (so a short prompt
 is never padded to a long one), in order of prompt length so the short columns start first; the rows' caches are
-then left-padded into one batch and decoded together, each row with its own adapter (`AdapterBank`), position
-ids, sampling generator and stop at end of sequence. A row that finishes leaves the batch. Remote variants run on
-threads beside the local batch. `stream` yields `Event(variant, text_so_far, done)` as tokens arrive, and the
+then left-padded into groups of exactly `DECODE_ROWS` rows and decoded together, each row with its own adapter
+(`AdapterBank`), position, sampling generator and stop at end of sequence. A finished row's slot becomes padding.
+Fixed step shapes and per-row attention (`row_attention`) make a variant's answer bit-identical alone or in any
+batch. Remote variants run on threads beside the local batch. `stream` yields `Event(variant, text_so_far, done)` as tokens arrive, and the
 final event of each variant carries its `Answer` record.
 """
 
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 import uuid
@@ -26,8 +28,14 @@ from workbench.models import fresh_causal_lm, resolve
 from workbench.multi_lora import AdapterBank
 from workbench.packed_linear import pack_linears, packing_dtype
 from workbench.remote import RemoteChat
+from workbench.row_attention import ROW_ATTENTION
+from workbench.threads import use_free_cores
 from workbench.variants import BUILT_IN, Decoding, Variant, VariantUnavailable, conversation, variant
 from workbench.workspace import cached_file_sha256, index_paths, run_paths
+
+DECODE_ROWS = 4
+"""Rows in every decoding step (padding rows fill the gaps; more rows decode in several groups). One fixed shape
+keeps answers batch-invariant; 4 is the arena's widest turn."""
 
 
 @dataclass
@@ -44,7 +52,7 @@ class Answer:
     total_s: float
     tokens_in: int
     tokens_out: int
-    finish_reason: str  # "stop", "length" or "error"
+    finish_reason: str  # "stop", "length", "repeat" (ended at a repeated sentence, see `_without_repeat`) or "error"
     decoding: dict
     model_id: str
     precision: str | None = None  # the weights' dtype and kernels, e.g. "bfloat16, oneDNN packed"
@@ -86,7 +94,7 @@ class Engine:
             self.missing["ft"] = f"no adapter: run `workbench finetune --name {name or 'NAME'}`"
         self.bank = AdapterBank(self.model, adapters)
         self.adapter_ids = {key: _short_hash(folder / "adapter_model.safetensors") for key, folder in adapters.items()}
-        packed = packing_dtype(self.model)
+        packed = packing_dtype(self.model, config.model.cpu_precision)
         self.precision = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         if packed is not None:
             pack_linears(self.model, packed)
@@ -103,6 +111,7 @@ class Engine:
             self.missing["rag"] = f"no index: run `workbench index --name {name or 'NAME'}`"
         if "ft" in self.missing or "rag" in self.missing:
             self.missing["ft_rag"] = " and ".join(self.missing[v] for v in ("ft", "rag") if v in self.missing)
+        self.model.set_attn_implementation(ROW_ATTENTION)
         self.stop_ids = _stop_ids(self.model, self.tokenizer)
         self.lock = threading.Lock()  # one turn at a time on the shared weights
 
@@ -122,18 +131,12 @@ class Engine:
         decoding: Decoding | None = None,
     ) -> Iterator[Event]:
         """Answer `question` with every variant at once; `histories` holds each variant's earlier turns."""
-        names = list(variants or self.available())
-        chosen = [variant(n, self.config.chat) for n in names]
-        for v in chosen:
-            if v.name in self.missing:
-                raise VariantUnavailable(f"variant {v.name} is not available: {self.missing[v.name]}")
+        chosen = self._chosen(variants)
         decoding = decoding or Decoding.from_config(self.config.chat)
         histories = histories or {}
         turn_id = uuid.uuid4().hex
         started = time.perf_counter()
-        hits = []
-        if any(v.retrieval for v in chosen):
-            hits = self.retriever.search(question, self.config.chat.rag_chunks)
+        hits = self._sources(question, chosen)
         with self.lock:
             remote_events: queue.Queue = queue.Queue()
             remotes = [v for v in chosen if v.remote]
@@ -143,8 +146,12 @@ class Engine:
                     args=(v, question, histories.get(v.name, []), decoding, turn_id, started, remote_events),
                     daemon=True,
                 ).start()
-            local = [v for v in chosen if not v.remote]
-            yield from self._local_answers(local, question, histories, hits, decoding, turn_id, started, remote_events)
+            rows = [
+                self._row(v, question, histories.get(v.name, []), hits, decoding, turn_id)
+                for v in chosen
+                if not v.remote
+            ]
+            yield from self._local_answers(rows, started, remote_events)
             finished = 0
             while finished < len(remotes):
                 event = remote_events.get()
@@ -155,65 +162,93 @@ class Engine:
         """Every variant's final answer to `question` (the stream, consumed)."""
         return {e.variant: e.answer for e in self.stream(question, variants, **kwargs) if e.done}
 
+    def answer_batch(
+        self, questions: list[str], variants: list[str] | None = None, decoding: Decoding | None = None
+    ) -> list[dict[str, Answer]]:
+        """Every local variant's answer to each of `questions`, all (question, variant) rows decoded together;
+        each answer is the one `answer` gives for that question and variant alone."""
+        chosen = self._chosen(variants)
+        if any(v.remote for v in chosen):
+            raise VariantUnavailable("answer_batch serves local variants only; ask remote ones with `answer`")
+        decoding = decoding or Decoding.from_config(self.config.chat)
+        turns = [uuid.uuid4().hex for _ in questions]
+        rows = []
+        for question, turn in zip(questions, turns):
+            hits = self._sources(question, chosen)
+            rows += [self._row(v, question, [], hits, decoding, turn) for v in chosen]
+        answers: dict[str, dict[str, Answer]] = {turn: {} for turn in turns}
+        with self.lock:
+            for event in self._local_answers(rows, time.perf_counter(), queue.Queue()):
+                if event.done:
+                    answers[event.answer.turn_id][event.variant] = event.answer
+        return [answers[turn] for turn in turns]
+
+    def _chosen(self, variants: list[str] | None) -> list[Variant]:
+        chosen = [variant(n, self.config.chat) for n in (variants or self.available())]
+        for v in chosen:
+            if v.name in self.missing:
+                raise VariantUnavailable(f"variant {v.name} is not available: {self.missing[v.name]}")
+        return chosen
+
+    def _sources(self, question: str, chosen: list[Variant]) -> list:
+        """The chunks retrieved for `question`, once for every RAG variant of the turn."""
+        return self.retriever.search(question, self.config.chat.rag_chunks) if any(v.retrieval for v in chosen) else []
+
     # -- local rows: prefill one by one, decode together ------------------------------------------------------------
 
-    def _local_answers(self, local, question, histories, hits, decoding, turn_id, started, remote_events):
-        if not local:
+    def _row(self, v: Variant, question: str, history: list[dict], hits, decoding: Decoding, turn_id: str) -> _Row:
+        shown = hits if v.retrieval else []
+        messages = conversation(
+            self.system_prompt, history, question, [h.chunk for h in shown] if v.retrieval else None
+        )
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        adapter = self.adapter_for.get(v.adapter) if v.adapter else None
+        return _Row(v, question, messages, ids, adapter, decoding, shown, turn_id)
+
+    def _local_answers(self, rows: list[_Row], started: float, remote_events: queue.Queue) -> Iterator[Event]:
+        if not rows:
             return
-        rows = []
-        for v in local:
-            messages = conversation(
-                self.system_prompt,
-                histories.get(v.name, []),
-                question,
-                [h.chunk for h in hits] if v.retrieval else None,
-            )
-            ids = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=False
-            )
-            rows.append(_Row(v, messages, ids, self.adapter_for.get(v.adapter) if v.adapter else None, decoding))
-        rows.sort(key=lambda r: len(r.prompt_ids))
+        rows = sorted(rows, key=lambda r: len(r.prompt_ids))
         caches = []
         for row in rows:
+            use_free_cores(yield_to_niced=True)
             self.bank.set_rows([row.adapter])
-            out = self._forward(torch.tensor([row.prompt_ids]), None, None, DynamicCache())
-            caches.append(out.past_key_values)
-            yield from self._take(row, out.logits[0, -1], started, question, hits, turn_id)
+            out = self._forward(torch.tensor([row.prompt_ids]), None, DynamicCache())
+            caches.append(out.cache)
+            yield from self._take(row, out.logits[0, -1], started)
             yield from _drain(remote_events)
-        active = [i for i, row in enumerate(rows) if not row.done]
-        if not active:
-            return
-        cache, mask = _left_padded([caches[i] for i in active], [len(rows[i].prompt_ids) for i in active])
+        live = [i for i, row in enumerate(rows) if not row.done]
+        groups = [
+            _Group([rows[i] for i in live[g : g + DECODE_ROWS]], [caches[i] for i in live[g : g + DECODE_ROWS]])
+            for g in range(0, len(live), DECODE_ROWS)
+        ]
         del caches
-        while active:
-            self.bank.set_rows([rows[i].adapter for i in active])
-            last = torch.tensor([[rows[i].generated[-1]] for i in active])
-            positions = torch.tensor([[len(rows[i].prompt_ids) + len(rows[i].generated) - 1] for i in active])
-            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], dim=1)
-            out = self._forward(last, mask, positions, cache)
-            for b, i in enumerate(active):
-                yield from self._take(rows[i], out.logits[b, -1], started, question, hits, turn_id)
-            keep = [b for b, i in enumerate(active) if not rows[i].done]
-            if len(keep) < len(active):
-                if keep:
-                    cache.batch_select_indices(torch.tensor(keep))
-                    mask = mask[keep]
-                active = [active[b] for b in keep]
-            yield from _drain(remote_events)
+        while groups:
+            for group in groups:
+                use_free_cores(yield_to_niced=True)
+                self.bank.set_rows(group.adapters())
+                last, positions, lengths = group.step_inputs()
+                out = self._forward(last, positions, group.cache, row_lengths=lengths)
+                for b, row in enumerate(group.rows):
+                    if row is not None:
+                        yield from self._take(row, out.logits[b, -1], started)
+                group.drop_finished()
+                yield from _drain(remote_events)
+            groups = [group for group in groups if group.live()]
 
-    def _forward(self, ids, mask, positions, cache):
+    def _forward(self, ids, positions, cache, **kwargs):
         device = self.model.device
         with torch.inference_mode():
             return self.model(
                 input_ids=ids.to(device),
-                attention_mask=None if mask is None else mask.to(device),
                 position_ids=None if positions is None else positions.to(device),
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **kwargs,
             )
 
-    def _take(self, row: _Row, logits: torch.Tensor, started: float, question: str, hits, turn_id: str):
+    def _take(self, row: _Row, logits: torch.Tensor, started: float):
         """Choose the row's next token, and yield its text when it grew (and its answer when it is done)."""
         if len(row.generated) < row.decoding.min_new_tokens:
             logits = logits.clone()
@@ -229,20 +264,22 @@ class Engine:
             if len(row.generated) >= row.decoding.max_new_tokens:
                 row.done, row.finish = True, "length"
         text = _visible(self.tokenizer.decode(row.generated, skip_special_tokens=True))
+        if row.decoding.stop_on_repeat and (kept := _without_repeat(text)) is not None:
+            text, row.done, row.finish = kept, True, "repeat"
         if row.done:
             text = text.rstrip("\ufffd").strip()
-            yield Event(row.variant.name, text, True, self._record(row, text, now - started, question, hits, turn_id))
+            yield Event(row.variant.name, text, True, self._record(row, text, now - started))
         elif text != row.shown:
             row.shown = text
             yield Event(row.variant.name, text)
 
-    def _record(self, row: _Row, text: str, total: float, question: str, hits, turn_id: str) -> Answer:
-        shown = hits if row.variant.retrieval else []
+    def _record(self, row: _Row, text: str, total: float) -> Answer:
+        shown = row.sources
         return Answer(
             id=uuid.uuid4().hex,
-            turn_id=turn_id,
+            turn_id=row.turn_id,
             variant=row.variant.name,
-            question=question,
+            question=row.question,
             text=text,
             prompt=row.messages,
             ttft_s=row.ttft,
@@ -291,24 +328,32 @@ class Engine:
 
 
 class _Row:
-    """One local variant's state during a turn."""
+    """One local variant's state while it answers one question."""
 
     def __init__(
-        self, v: Variant, messages: list[dict], prompt_ids: list[int], adapter: str | None, decoding: Decoding
+        self,
+        v: Variant,
+        question: str,
+        messages: list[dict],
+        prompt_ids: list[int],
+        adapter: str | None,
+        decoding: Decoding,
+        sources: list,
+        turn_id: str,
     ):
-        self.variant, self.messages, self.prompt_ids, self.adapter, self.decoding = (
-            v,
-            messages,
-            prompt_ids,
-            adapter,
-            decoding,
-        )
+        self.variant, self.question, self.messages, self.prompt_ids = v, question, messages, prompt_ids
+        self.adapter, self.decoding, self.sources, self.turn_id = adapter, decoding, sources, turn_id
         self.generated: list[int] = []
         self.done, self.finish, self.ttft, self.shown = False, "", None, ""
         self.generator = torch.Generator().manual_seed(decoding.seed)  # the same draws alone or in a batch
 
     def next_token(self, logits: torch.Tensor) -> int:
         logits = logits.float().cpu()
+        if self.decoding.repetition_penalty != 1 and self.generated:
+            used = torch.tensor(sorted(set(self.generated)))
+            scores = logits[used]
+            penalty = self.decoding.repetition_penalty
+            logits[used] = torch.where(scores > 0, scores / penalty, scores * penalty)
         if self.decoding.temperature == 0:
             return int(logits.argmax())
         probs = torch.softmax(logits / self.decoding.temperature, dim=-1)
@@ -320,21 +365,47 @@ class _Row:
         return int(torch.multinomial(probs, 1, generator=self.generator))
 
 
-def _left_padded(caches: list[DynamicCache], lengths: list[int]) -> tuple[Cache, torch.Tensor]:
-    """One batch cache from single-row caches of different lengths, padded on the left, and its attention mask."""
-    width = max(lengths)
-    layers = []
-    for entries in zip(*(cache.layers for cache in caches)):
-        layer = _GrowingLayer()
-        layer.update(
-            torch.cat([_pad_left(entry.keys, width) for entry in entries]),
-            torch.cat([_pad_left(entry.values, width) for entry in entries]),
-        )
-        layers.append(layer)
-    mask = torch.zeros(len(lengths), width, dtype=torch.long)
-    for row, length in enumerate(lengths):
-        mask[row, width - length :] = 1
-    return Cache(layers=layers), mask
+class _Group:
+    """Rows that decode together, always `DECODE_ROWS` of them: empty slots are padding rows.
+
+    Every decoding step therefore has the same shape whatever the number of real rows, so the matrix products run
+    the same kernels and sum in the same order for a row alone or in a full batch; with `row_attention`, which
+    gives each row exactly its own keys, a variant's answer does not depend on what shares its batch. Each row's
+    cache is left-padded to the group's width, so the row's own keys are always its last `length` positions.
+    """
+
+    def __init__(self, rows: list[_Row], caches: list[DynamicCache]):
+        padding = DECODE_ROWS - len(rows)
+        self.rows: list[_Row | None] = [*rows, *[None] * padding]
+        width = max(len(row.prompt_ids) for row in rows)
+        layers = []
+        for entries in zip(*(cache.layers for cache in caches)):
+            layer = _GrowingLayer()
+            keys = [_pad_left(entry.keys, width) for entry in entries]
+            values = [_pad_left(entry.values, width) for entry in entries]
+            layer.update(
+                torch.cat(keys + [keys[0].new_zeros(keys[0].shape)] * padding),
+                torch.cat(values + [values[0].new_zeros(values[0].shape)] * padding),
+            )
+            layers.append(layer)
+        self.cache = Cache(layers=layers)
+
+    def adapters(self) -> list[str | None]:
+        return [row.adapter if row is not None else None for row in self.rows]
+
+    def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Each row's last token and its position, and its cache length once that token is added (0: padding)."""
+        lengths = [0 if row is None else len(row.prompt_ids) + len(row.generated) for row in self.rows]
+        last = torch.tensor([[0 if row is None else row.generated[-1]] for row in self.rows])
+        positions = torch.tensor([[max(length - 1, 0)] for length in lengths])
+        return last, positions, lengths
+
+    def drop_finished(self) -> None:
+        """A finished row's slot becomes padding; the shape of the step stays the same."""
+        self.rows = [None if row is None or row.done else row for row in self.rows]
+
+    def live(self) -> bool:
+        return any(row is not None for row in self.rows)
 
 
 class _GrowingLayer(DynamicLayer):
@@ -361,10 +432,6 @@ class _GrowingLayer(DynamicLayer):
         self.keys, self.values = self.key_buffer[..., :end, :], self.value_buffer[..., :end, :]
         return self.keys, self.values
 
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
-        self.keys, self.values = self.key_buffer[..., : self.length, :], self.value_buffer[..., : self.length, :]
-
 
 def _grown(buffer: torch.Tensor | None, like: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
     grown = like.new_empty(*like.shape[:-2], capacity, like.shape[-1])
@@ -387,6 +454,21 @@ def _drain(events: queue.Queue) -> Iterator[Event]:
             yield events.get_nowait()
         except queue.Empty:
             return
+
+
+_SEGMENT_END = re.compile(r"(?<=[^\d\s][.!?])\s+|\n+")  # not after a list number ("1. ")
+
+
+def _without_repeat(text: str) -> str | None:
+    """`text` up to a just-completed sentence or line that repeats an earlier one (of 3+ words), else None."""
+    parts = _SEGMENT_END.split(text)
+    if len(parts) < 3:  # the last complete segment needs one before it; the last part is still growing
+        return None
+    last = " ".join(parts[-2].split()).lower()
+    if len(last.split()) < 3 or last not in {" ".join(p.split()).lower() for p in parts[:-2]}:
+        return None
+    end = text.rfind(parts[-2], 0, len(text) - len(parts[-1]))
+    return text[:end].strip()
 
 
 def _visible(text: str) -> str:

@@ -28,6 +28,7 @@ from workbench.config import Config, FinetuneConfig
 from workbench.data.loaders import BadInputError
 from workbench.models import fresh_causal_lm, resolve
 from workbench.parallel import SOLO, Group, join
+from workbench.threads import use_free_cores
 from workbench.train_data import (
     IGNORE,
     Encoded,
@@ -264,6 +265,7 @@ def finetune(
     try:
         order = length_grouped_batches(lengths, settings.batch_size, settings.seed + state["epoch"])
         while state["step"] < total_steps and state["outcome"] is None:
+            use_free_cores(yield_to_niced=False)
             step_start, step_losses, step_tokens = time.perf_counter(), [], 0
             for _ in range(settings.gradient_accumulation):
                 if state["batch"] >= len(order):
@@ -342,6 +344,7 @@ def finetune(
         "best_val_perplexity": math.exp(min(monitor.best_val, 50)),
         "final_train_loss": monitor.train_losses[-1] if monitor.train_losses else None,
         "tokens_per_s": state["tokens"] / max(state["step_seconds"], 1e-9),  # training steps only, no evaluation
+        "step_seconds": state["step_seconds"],
         "train_seconds": state["elapsed"],
         "wall_seconds": time.perf_counter() - started,
         "forgetting": forgetting,

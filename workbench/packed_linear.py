@@ -15,11 +15,14 @@ from torch import nn
 from workbench.models import cpu_has_bf16
 
 
-def packing_dtype(model: nn.Module) -> torch.dtype | None:
-    """The dtype to pack `model`'s weights in, or None where packing does not apply (GPU, no oneDNN)."""
+def packing_dtype(model: nn.Module, precision: str = "auto") -> torch.dtype | None:
+    """The dtype to pack `model`'s weights in (`precision`: auto, fp32 or bf16), or None where packing does not
+    apply (GPU, no oneDNN)."""
     if next(model.parameters()).device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return None
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    if precision == "auto":
+        precision = "bf16" if cpu_has_bf16() else "fp32"
+    return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
 class PackedMatmul:

@@ -6,6 +6,7 @@ column's prompt stays the one its adapter was trained with). Requests are answer
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -66,7 +67,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("messages must end with a user message")
         history = [{"role": m["role"], "content": str(m["content"])} for m in messages[:-1]]
         chat = self.engine.config.chat
-        decoding = Decoding(
+        decoding = dataclasses.replace(
+            Decoding.from_config(chat),
             max_new_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or chat.max_new_tokens),
             temperature=float(body.get("temperature", chat.temperature)),
             top_p=float(body.get("top_p", chat.top_p)),

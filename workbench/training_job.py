@@ -1,26 +1,38 @@
-"""Fine-tuning in a background thread, so the app stays usable (and `workbench demo` serves at once) while it trains.
+"""Fine-tuning in the background, so the app stays usable (and `workbench demo` serves at once) while it trains.
 
-`training_job(name, home)` gives this process's one job for a run: the Train tab and the demo's background training
-share it, so a second start while it trains is refused instead of two loops writing one run folder. The live curves
-and alerts are read from the files `finetune` appends to (`metrics.csv`, `events.jsonl`); their last line may be
-half written while we read, so an unfinished line is skipped.
+The job runs `workbench finetune` in a child process at the lowest CPU priority (`nice`), not in a thread of the
+app: a chat turn then takes the cores at once, training uses what the turn leaves (see `threads`), and nothing the
+UI does to this process (Gradio patches tqdm to track progress bars) can reach the training loop. A stop request is
+a file the child looks for after each step (its `--stop-file`): the step finishes and the best adapter is kept. The child's output goes to
+`HOME/.jobs/NAME.log`; a failure's reason is the error line it printed.
+
+`training_job(name, home)` gives this process's one job for a run: the Train tab, the Arena and the demo's
+background training share it, so a second start while it trains is refused instead of two loops writing one run
+folder. The live curves and alerts are read from the files `finetune` appends to (`metrics.csv`, `events.jsonl`);
+their last line may be half written while we read, so an unfinished line is skipped.
 """
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import logging
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from workbench.config import Config
-from workbench.finetune import finetune, planned_steps
+from workbench.finetune import planned_steps
 from workbench.train_data import recipe_conversations
-from workbench.workspace import read_json, read_jsonl, resolve_home, run_paths
+from workbench.workspace import read_json, read_jsonl, resolve_home, run_paths, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +65,7 @@ class JobStatus:
 
 
 class TrainingJob:
-    """Runs `finetune` for one run in a daemon thread; get it through `training_job`. Thread-safe."""
+    """Runs `workbench finetune` for one run in a child process; get it through `training_job`. Thread-safe."""
 
     def __init__(self, name: str, home: str | Path | None = None) -> None:
         self.name, self.home = name, resolve_home(home)
@@ -61,46 +73,86 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._hooks: list[Callable[[JobStatus], None]] = []
         self._state, self._error, self._summary = "idle", None, None
-        self._stop = threading.Event()
+        self._stop_requested = False
+        self._process: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
+        self.log_file: Path | None = None
         self._total: int | None = None
         self._started: float | None = None
         self._ended: float | None = None
         self._fresh_since: float | None = None  # a new (not resumed) run: files older than this are the last run's
 
     def on_finish(self, hook: Callable[[JobStatus], None]) -> None:
-        """Call `hook(status)` in the training thread whenever a later start ends (finished, stopped or failed)."""
+        """Call `hook(status)` in a watcher thread whenever a later start ends (finished, stopped or failed)."""
         with self._lock:
             self._hooks.append(hook)
 
-    def start(self, config: Config, max_steps: int | None = None, resume: bool = False) -> None:
-        """Start training in the background; raises `JobRunning` while this run is already training."""
+    def start(self, config: Config, max_steps: int | None = None, resume: bool | None = None) -> None:
+        """Start training in the background (`resume` None: from the last checkpoint when there is one); raises
+        `JobRunning` while this run is already training."""
         with self._lock:
             if self._state == "running":
                 raise JobRunning(
                     f"run {self.name!r} is already training (started {time.perf_counter() - self._started:.0f} s ago); "
                     "cancel it or wait for it to end before starting again"
                 )
-            self._state, self._error, self._summary, self._total = "running", None, None, None
             # The raft recipe trains the ft_rag adapter, with its own checkpoint and curves.
             self.paths = run_paths(self.name, self.home, "ft_rag" if config.finetune.recipe == "raft" else "ft")
-            self._stop = threading.Event()
+            if resume is None:
+                resume = (self.paths.checkpoint / "state.pt").exists() and self._summary_on_disk() is None
+            self._state, self._error, self._summary = "running", None, None
+            self._total = self._planned_total(config, max_steps)
             self._started, self._ended = time.perf_counter(), None
             self._fresh_since = None if resume else time.time()
-            self._thread = threading.Thread(
-                target=self._run,
-                args=(config, max_steps, resume, self._stop),
-                name=f"finetune-{self.name}",
-                daemon=True,
-            )
+            self._stop_requested = False
+            self._process = self._spawn(config, max_steps, resume)
+            self._thread = threading.Thread(target=self._watch, args=(self._process,), name=f"finetune-{self.name}")
+            self._thread.daemon = True
             self._thread.start()
 
+    def _spawn(self, config: Config, max_steps: int | None, resume: bool) -> subprocess.Popen:
+        jobs = self.home / ".jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
+        config_file, self.log_file = jobs / f"{self.name}.yaml", jobs / f"{self.name}.log"
+        self._stop_file = jobs / f"{self.name}.stop"
+        self._stop_file.unlink(missing_ok=True)
+        write_text_atomic(config_file, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        command = [sys.executable, "-m", "workbench.cli", "finetune", "--name", self.name]
+        command += ["--home", str(self.home), "--config", str(config_file), "--stop-file", str(self._stop_file)]
+        command += (["--max-steps", str(max_steps)] if max_steps is not None else []) + (["--resume"] * resume)
+        nice = shutil.which("nice")
+        with open(self.log_file, "w", encoding="utf-8") as log_file:
+            return subprocess.Popen(
+                ([nice, "-n", "19"] if nice else []) + command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+
+    def _summary_on_disk(self) -> dict | None:
+        """The manifest's section for this job's adapter: written when a run ends, absent while none has."""
+        manifest = read_json(self.paths.manifest) if self.paths.manifest.exists() else {}
+        return manifest.get("finetune_rag" if self.paths.adapter.parent.name == "ft_rag" else "finetune")
+
+    def _planned_total(self, config: Config, max_steps: int | None) -> int | None:
+        """The step count the run aims for, computed as `finetune` does; None when the run has no data yet."""
+        if not self.paths.split("train").exists():
+            return None
+        settings = config.finetune
+        examples = (
+            len(read_jsonl(self.paths.split("train")))  # one RAFT example per pair
+            if settings.recipe == "raft"
+            else len(recipe_conversations(self.paths, "train", settings.recipe, config.prepare.passage_words))
+        )
+        return planned_steps(examples, settings, max_steps) if examples else None
+
     def stop(self) -> bool:
-        """Ask the loop to end cleanly after its current step, keeping the best adapter; False when not running."""
+        """Ask the run to end cleanly after its current step, keeping the best adapter; False when not running."""
         with self._lock:
             if self._state != "running":
                 return False
-            self._stop.set()
+            self._stop_requested = True
+            self._stop_file.touch()  # the step in progress finishes, the best adapter is kept
             return True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -114,7 +166,7 @@ class TrainingJob:
     def status(self) -> JobStatus:
         with self._lock:
             state, error, summary, total = self._state, self._error, self._summary, self._total
-            started, ended, stop_requested = self._started, self._ended, self._stop.is_set()
+            started, ended, stop_requested = self._started, self._ended, self._stop_requested
         rows = self.curves()
         elapsed = None if started is None else (ended or time.perf_counter()) - started
         return JobStatus(
@@ -141,37 +193,39 @@ class TrainingJob:
             since = self._fresh_since
         return path.exists() and (since is None or path.stat().st_mtime >= since)
 
-    def _run(self, config: Config, max_steps: int | None, resume: bool, stop: threading.Event) -> None:
-        state, error, summary = "failed", "training was interrupted", None
-        try:
-            total = None
-            if self.paths.split("train").exists():
-                settings = config.finetune
-                examples = (
-                    len(read_jsonl(self.paths.split("train")))  # one RAFT example per pair
-                    if settings.recipe == "raft"
-                    else len(recipe_conversations(self.paths, "train", settings.recipe, config.prepare.passage_words))
-                )
-                total = planned_steps(examples, settings, max_steps)
-            with self._lock:
-                self._total = total
-            summary = finetune(
-                self.name, config, self.home, max_steps=max_steps, resume=resume, stop=stop, progress=False
-            )
-            state, error = ("stopped" if summary["outcome"] == "stopped" else "finished"), None
-        except Exception as exc:  # a thread's failure must reach the status, not vanish
-            log.exception("training run %s failed", self.name)
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            with self._lock:
-                self._state, self._error, self._summary, self._ended = state, error, summary, time.perf_counter()
-                hooks = list(self._hooks)
+    def _watch(self, process: subprocess.Popen) -> None:
+        """Wait for the child, then record how it ended and call the hooks."""
+        code = process.wait()
+        summary, error = None, None
+        section = self._summary_on_disk()
+        if code == 0 and section is not None:
+            summary = section
+            state = "stopped" if summary["outcome"] == "stopped" else "finished"
+        else:
+            state, error = "failed", _failure(self.log_file, code)
+            log.error("training run %s failed: %s (log: %s)", self.name, error, self.log_file)
+        with self._lock:
+            self._state, self._error, self._summary, self._ended = state, error, summary, time.perf_counter()
+            self._stop_requested = False
+            hooks = list(self._hooks)
         status = self.status()
         for hook in hooks:
             try:
                 hook(status)
             except Exception:  # one failing hook must not stop the others
                 log.exception("on_finish hook %r of run %s failed", hook, self.name)
+
+
+def _failure(log_file: Path, code: int) -> str:
+    """The reason a training child failed: its error line, the last line of its traceback, or its exit status."""
+    lines = [line.strip() for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines()]
+    for line in reversed(lines):
+        if ": error: " in line:  # the CLI's clear error for bad input
+            return line.split(": error: ", 1)[1]
+    last = next((line for line in reversed(lines) if line and not line.startswith(("finetune:", "\r"))), None)
+    if code < 0:
+        return f"training process ended by signal {-code}" + (f" after: {last}" if last else "")
+    return (last or f"training process exited with status {code}") + f" (see {log_file})"
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -224,5 +278,14 @@ def train_in_background(name: str, config: Config, home: str | Path | None = Non
     job = training_job(name, home)
     manifest = read_json(job.paths.manifest) if job.paths.manifest.exists() else {}
     if "finetune" not in manifest and job.status().state != "running":
-        job.start(config, resume=(job.paths.checkpoint / "state.pt").exists())
+        job.start(config)
     return job
+
+
+@atexit.register
+def _stop_children() -> None:
+    """When the app exits, its training children stop after their current step, keeping a checkpoint."""
+    with _JOBS_LOCK:
+        running = [job for job in _JOBS.values() if job.stop()]
+    for job in running:
+        job.wait(30)

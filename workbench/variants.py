@@ -30,10 +30,19 @@ class Decoding:
     top_p: float = 1.0
     seed: int = 0
     min_new_tokens: int = 0  # end of sequence is suppressed until this many tokens (benchmarks use it)
+    repetition_penalty: float = 1.0
+    stop_on_repeat: bool = False
 
     @classmethod
     def from_config(cls, chat: ChatConfig) -> Decoding:
-        return cls(chat.max_new_tokens, chat.temperature, chat.top_p, chat.seed)
+        return cls(
+            chat.max_new_tokens,
+            chat.temperature,
+            chat.top_p,
+            chat.seed,
+            repetition_penalty=chat.repetition_penalty,
+            stop_on_repeat=chat.stop_on_repeat,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -157,7 +157,7 @@ class ArenaTab:
         return out
 
     def on_retry(self):
-        """Start the failed fine-tune again from step 0 (the Train tab can resume from a checkpoint instead)."""
+        """Start the failed fine-tune again, from its last checkpoint when it wrote one."""
         try:
             self.job.start(self.arena.config)
         except JobRunning as exc:
