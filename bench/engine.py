@@ -12,8 +12,10 @@ as trained ones), and every row generates exactly `--tokens` new tokens (end of 
   one turn / a process serving the base model alone through one turn (goal <= 1.15).
 - `tokens_per_s` of the batched turn (all rows), and each variant's time to first token in it.
 - The thread policy (`workbench.threads`), the same 4-way turn against itself on an idle machine:
-  `turn_under_load_over_idle` while a CPU-bound process (one core, spinning) runs beside (goal <= 2.5), next to
-  `fixed_threads_under_load_over_idle`, the same with torch's default thread count (the baseline);
+  `turn_under_load_over_idle` while another CPU-bound job runs beside (a torch
+  process decoding with all cores, `results_file.NEIGHBOUR_JOB`) (goal <= 2.5), next to
+  `fixed_threads_under_load_over_idle`, the same with torch's default thread count (the baseline; a 32-token
+  turn against the same turn idle, since it runs tens of times slower);
   `turn_during_training_over_idle` while the demo adapter trains in the background exactly as `make run` starts
   it (`TrainingJob`, a niced child process), measured once its first step has ended (goal <= 1.5).
 Usage: python bench/engine.py [--tokens 128 (chat.max_new_tokens)] [--repeats 2]
@@ -22,6 +24,7 @@ Usage: python bench/engine.py [--tokens 128 (chat.max_new_tokens)] [--repeats 2]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import statistics
@@ -36,7 +39,7 @@ import torch
 from peft import PeftModel, get_peft_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_file import record
+from results_file import NEIGHBOUR_JOB, record
 
 from workbench.config import Config, load_config
 from workbench.data.prepare import prepare
@@ -150,21 +153,31 @@ def contention_figures(engine: Engine, home: Path, decoding: Decoding, repeats: 
         engine.answer(QUESTION, VARIANTS, decoding=decoding)
 
     figures = {}
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    short = dataclasses.replace(decoding, max_new_tokens=32, min_new_tokens=32)  # the baseline is very slow
+    idle_short = timed(lambda: engine.answer(QUESTION, VARIANTS, decoding=short), repeats)
+    hog = subprocess.Popen([sys.executable, "-c", NEIGHBOUR_JOB])
     try:
         time.sleep(2)  # the policy reads the last second of CPU use
         loaded = timed(turn, repeats)
+        loaded_short = timed(lambda: engine.answer(QUESTION, VARIANTS, decoding=short), 1)
         with mock.patch("workbench.engine.use_free_cores", lambda yield_to_niced: torch.get_num_threads()):
             started = time.perf_counter()
-            turn()  # once: this is the slow case
+            engine.answer(QUESTION, VARIANTS, decoding=short)  # once
             fixed = time.perf_counter() - started
     finally:
         hog.kill()
         hog.wait()
     figures["under_load_s"] = round(loaded, 3)
     figures["turn_under_load_over_idle"] = round(loaded / idle_s, 3)
-    figures["fixed_threads_under_load_s"] = round(fixed, 3)
-    figures["fixed_threads_under_load_over_idle"] = round(fixed / idle_s, 3)
+    figures["short_turn"] = {
+        "new_tokens": short.max_new_tokens,
+        "idle_s": round(idle_short, 3),
+        "under_load_s": round(loaded_short, 3),
+        "fixed_threads_under_load_s": round(fixed, 3),
+        "fixed_threads_under_load_over_idle": round(fixed / idle_short, 3),
+    }
+    figures["turn_under_load_over_idle_short"] = round(loaded_short / idle_short, 3)
+    figures["fixed_threads_under_load_over_idle"] = figures["short_turn"]["fixed_threads_under_load_over_idle"]
     print({k: figures[k] for k in ("turn_under_load_over_idle", "fixed_threads_under_load_over_idle")}, flush=True)
 
     job = training_job("demo", home)

@@ -13,8 +13,8 @@
    against the two columns it competes with: `rag` (the base model shown the sources) and `ft_rag` served by the
    default recipe's adapter. Token F1 on the test split through the engine's own RAG prompt, twice: with the
    sources the index retrieves, and with the gold documents' chunks removed from them (retrieval missed).
-4. Load (`load`). The same short training run three times: on an idle machine, beside a CPU-bound process (one
-   core spinning), and beside it again with torch's default thread count instead of the thread policy
+4. Load (`load`). The same short training run three times: on an idle machine, beside another CPU-bound job
+   (`results_file.NEIGHBOUR_JOB`), and beside it again with torch's default thread count instead of the thread policy
    (`workbench.threads`, the baseline): `step_under_load_over_idle` (goal <= 2.5) and
    `fixed_threads_step_under_load_over_idle` are ratios of time per step (the same steps, the same tokens).
 Usage: python bench/finetune.py [--parts speed,recipes,raft,load] [--speed-steps 8] [--recipes qa,qa+docs,paraphrase]
@@ -36,7 +36,7 @@ import torch
 from peft import PeftModel, get_peft_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_file import record
+from results_file import NEIGHBOUR_JOB, record
 
 from workbench.config import load_config
 from workbench.data.prepare import prepare
@@ -232,7 +232,7 @@ def load_figures(config, home: Path, steps: int) -> dict:
         return summary["step_seconds"] / summary["steps"]
 
     idle = seconds_per_step()
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    hog = subprocess.Popen([sys.executable, "-c", NEIGHBOUR_JOB])
     try:
         time.sleep(2)  # the policy reads the last second of CPU use
         loaded = seconds_per_step()

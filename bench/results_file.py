@@ -1,4 +1,5 @@
-"""Shared by the bench scripts: print the figures as one JSON line and merge them into bench/results.json."""
+"""Shared by the bench scripts: print the figures as one JSON line and merge them into bench/results.json; the
+neighbouring job the thread benchmarks run beside."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
+NEIGHBOUR_JOB = (
+    "import torch\nx, w, v = torch.randn(4, 576), torch.randn(576, 1536), torch.randn(1536, 576)\n"
+    "while True:\n    x = torch.tanh(x @ w @ v)\n"
+)
+"""The load of the thread benchmarks: another job of the kind that shares an ML machine (a chat engine or an eval
+decoding), small matrix products in a loop with torch's default thread count (all cores). A neighbour doing
+large products (one long parallel region each) barely slowed a 2-thread turn (1.5x); this one made it 36x slower."""
 
 
 def record(section: str, figures: dict, parts: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 claims, evidence, judges and sources. A fake arena and a fake training job stand in for the engine and training."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -81,8 +82,13 @@ def test_fine_tuned_variants_join_the_choices_when_the_job_has_its_adapter():
     job.now = replace(RUNNING, state="finished", step=120)
     assert tab.variants not in tab.on_tick(loaded[tab.offered])  # the engine is not reloaded yet
     arena.adapter = True  # the on_finish hook reloaded the engine: the adapter's variants can answer
-    ticked = tab.on_tick(loaded[tab.offered])
+    waiting = SimpleNamespace(voted=False)  # a conversation waiting for its vote keeps its variants and columns
+    ticked = tab.on_tick(loaded[tab.offered], waiting)
     assert ticked[tab.variants]["choices"] == ["base", "ft", "rag", "ft_rag"] and "value" not in ticked[tab.variants]
+    assert tab.htmls[0] not in ticked
+    ticked = tab.on_tick(loaded[tab.offered], None)  # no conversation yet: the new variants are chosen, 4 columns
+    assert ticked[tab.variants]["value"] == ["base", "ft", "rag", "ft_rag"]
+    assert all(ticked[column]["visible"] for column in tab.columns) and ticked[tab.session] is None
     assert "ready" in ticked[tab.training] and tab.variants not in tab.on_tick(ticked[tab.offered])
 
 

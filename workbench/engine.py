@@ -99,6 +99,7 @@ class Engine:
         if packed is not None:
             pack_linears(self.model, packed)
             self.precision = f"{str(packed).removeprefix('torch.')} weights, oneDNN packed"
+        self.precision += f", {DECODE_ROWS}-row decoding steps"  # the step shape is part of what fixes the answer
         # Without its own RAFT-trained adapter (recipe `raft`), ft_rag is the ft adapter shown the sources.
         self.adapter_for = {"ft": "ft", "ft_rag": "ft_rag" if "ft_rag" in adapters else "ft"}
         self.retriever, self.index_id = None, None
@@ -112,6 +113,7 @@ class Engine:
         if "ft" in self.missing or "rag" in self.missing:
             self.missing["ft_rag"] = " and ".join(self.missing[v] for v in ("ft", "rag") if v in self.missing)
         self.model.set_attn_implementation(ROW_ATTENTION)
+        use_free_cores(yield_to_niced=True)  # starts measuring the machine's load before the first turn
         self.stop_ids = _stop_ids(self.model, self.tokenizer)
         self.lock = threading.Lock()  # one turn at a time on the shared weights
 

@@ -13,27 +13,25 @@ runs one unpadded row at a time) this is transformers' own SDPA attention.
 
 from __future__ import annotations
 
-import torch
+from torch.nn import functional as F
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 ROW_ATTENTION = "workbench_rows"
 
 
-def row_attention(module, query, key, value, attention_mask, row_lengths=None, **kwargs):
+def row_attention(module, query, key, value, attention_mask, scaling=None, row_lengths=None, **kwargs):
     """SDPA per row over the last `row_lengths[b]` cache positions of row b; see the module docstring."""
     if row_lengths is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    width = key.shape[-2]
-    outputs = []
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    width, grouped = key.shape[-2], query.shape[1] != key.shape[1]
+    out = query.new_zeros(query.shape[0], query.shape[2], query.shape[1], query.shape[3])  # padding rows: zeros
     for b, length in enumerate(row_lengths):
-        if length == 0:  # a padding row: nothing to attend to, and nobody reads its output
-            outputs.append(query.new_zeros(1, query.shape[2], query.shape[1], query.shape[3]))
-            continue
-        keys, values = key[b : b + 1, :, width - length :], value[b : b + 1, :, width - length :]
-        out, _ = sdpa_attention_forward(module, query[b : b + 1], keys, values, None, **kwargs)
-        outputs.append(out)
-    return torch.cat(outputs), None
+        if length:
+            keys, values = key[b : b + 1, :, width - length :], value[b : b + 1, :, width - length :]
+            attended = F.scaled_dot_product_attention(query[b : b + 1], keys, values, scale=scaling, enable_gqa=grouped)
+            out[b] = attended[0].transpose(0, 1)
+    return out, None
 
 
 AttentionInterface.register(ROW_ATTENTION, row_attention)

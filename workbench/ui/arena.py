@@ -133,8 +133,8 @@ class ArenaTab:
         self.variants.input(self.on_pick, [self.variants, self.session], ask_outputs)
         if job is not None:
             training = [self.training_row, self.training, self.retry]
-            outputs = [*training, self.variants, self.offered]
-            gr.Timer(every_s).tick(self.on_tick, [self.offered], outputs, show_progress="hidden")
+            outputs = {*training, self.variants, self.offered} | ask_outputs
+            gr.Timer(every_s).tick(self.on_tick, [self.offered, self.session], outputs, show_progress="hidden")
             self.retry.click(self.on_retry, None, training)
 
     def on_load(self, stored: str, request: gr.Request):
@@ -148,12 +148,16 @@ class ArenaTab:
         out |= {self.status: note, self.legend: gr.update(visible=not self.arena.detector_problem)}
         return out | self._training(self.job.status() if self.job else None) | self._shown(len(chosen))
 
-    def on_tick(self, offered: list[str] | None):
-        """The training line; once the adapter is written (and the engine reloaded), its variants join the choices."""
+    def on_tick(self, offered: list[str] | None, session: ArenaSession | None = None):
+        """The training line; once the adapter is written (and the engine reloaded), its variants join the choices,
+        and are chosen, with their columns, unless a conversation is waiting for its vote."""
         status = self.job.status()
         out = self._training(status)
         if status.has_adapter and offered is not None and (choices := self.arena.choices()) != offered:
             out |= {self.variants: gr.update(choices=choices), self.offered: choices}
+            if session is None or session.voted:
+                chosen = self.arena.defaults()
+                out |= self._cleared(None, len(chosen)) | {self.variants: gr.update(choices=choices, value=chosen)}
         return out
 
     def on_retry(self):
