@@ -11,14 +11,15 @@ as trained ones), and every row generates exactly `--tokens` new tokens (end of 
 - `rss_four_over_one`: peak RSS of a process serving the four variants (model, adapter, index, embedder) through
   one turn / a process serving the base model alone through one turn (goal <= 1.15).
 - `tokens_per_s` of the batched turn (all rows), and each variant's time to first token in it.
-- The thread policy (`workbench.threads`), the same 4-way turn against itself on an idle machine:
+- The thread policy (`workbench.threads`), the same 4-way turn against itself on an idle machine (`load_idle_s`,
+  measured just before):
   `turn_under_load_over_idle` while another CPU-bound job runs beside (a torch
   process decoding with all cores, `results_file.NEIGHBOUR_JOB`) (goal <= 2.5), next to
   `fixed_threads_under_load_over_idle`, the same with torch's default thread count (the baseline; a 32-token
   turn against the same turn idle, since it runs tens of times slower);
   `turn_during_training_over_idle` while the demo adapter trains in the background exactly as `make run` starts
   it (`TrainingJob`, a niced child process), measured once its first step has ended (goal <= 1.5).
-Usage: python bench/engine.py [--tokens 128 (chat.max_new_tokens)] [--repeats 2]
+Usage: python bench/engine.py [--tokens 128 (chat.max_new_tokens)] [--repeats 2] [--parts turn,load,memory]
 """
 
 from __future__ import annotations
@@ -202,7 +203,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=Config().chat.max_new_tokens, help="new tokens per answer")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--parts", default="turn,load,memory", help="parts not run keep their earlier figures")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     config = Config()
     decoding = Decoding(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
     figures: dict = {"model": config.model.base, "threads": torch.get_num_threads(), "new_tokens": args.tokens}
@@ -211,14 +214,18 @@ def main() -> None:
         home = Path(tmp)
         make_home(home, config)
         engine = Engine(config, "demo", home)
-        figures |= turn_figures(engine, home, decoding, args.repeats)
-        figures |= contention_figures(engine, home, decoding, args.repeats, figures["batched_s"])
-        one = peak_rss_mb(home, ["base"], args.tokens)
-        four = peak_rss_mb(home, VARIANTS, args.tokens)
-        figures["peak_rss_mb"] = {"base_alone": round(one), "four_variants": round(four)}
-        figures["rss_four_over_one"] = round(four / one, 3)
+        if "turn" in parts:
+            figures |= turn_figures(engine, home, decoding, args.repeats)
+        if "load" in parts:
+            idle = timed(lambda: engine.answer(QUESTION, VARIANTS, decoding=decoding), args.repeats)
+            figures |= {"load_idle_s": round(idle, 3)} | contention_figures(engine, home, decoding, args.repeats, idle)
+        if "memory" in parts:
+            one = peak_rss_mb(home, ["base"], args.tokens)
+            four = peak_rss_mb(home, VARIANTS, args.tokens)
+            figures["peak_rss_mb"] = {"base_alone": round(one), "four_variants": round(four)}
+            figures["rss_four_over_one"] = round(four / one, 3)
     figures["bench_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    record("engine", figures)
+    record("engine", figures, parts=sorted(parts))
 
 
 if __name__ == "__main__":

@@ -326,3 +326,15 @@ def test_a_raft_trained_adapter_serves_the_ft_rag_column(engine_home, tmp_path):
         answers["ft_rag"].adapter_id == served.adapter_ids["ft_rag"]
         and answers["ft"].adapter_id == served.adapter_ids["ft"]
     )
+
+
+def test_an_answer_ends_at_a_repeated_sentence_or_line():
+    from workbench.engine import _without_repeat
+
+    looped = "The sources do not contain the answer. The sources do not contain the answer. The"
+    assert _without_repeat(looped) == "The sources do not contain the answer."
+    numbered = "Versions:\n1. Canopy OS 4.7.2\n2. Canopy OS 4.7.2\n3."
+    assert _without_repeat(numbered) == "Versions:\n1. Canopy OS 4.7.2"  # list numbers aside, the line repeats
+    assert _without_repeat("It is 45 days. It is") is None  # the repeat is not complete yet
+    assert _without_repeat("Yes. Yes. No") is None  # too short to call a loop
+    assert _without_repeat("Step 1. Open the lid. Step 2. Open the lid gently.") is None

@@ -123,26 +123,32 @@ def test_empty_corpus_is_a_clear_error_and_writes_nothing(home, tmp_path):
     assert not run_paths("x", home).root.exists()
 
 
-def test_a_failed_run_leaves_the_previous_outputs_untouched(home, tmp_path):
+def _pump_corpus(tmp_path):
     corpus = tmp_path / "c"
     corpus.mkdir()
     (corpus / "a.md").write_text("# A\nThe pump runs at 40 litres per minute on weekdays.")
+    return corpus
+
+
+def _files(root) -> dict:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_failed_run_leaves_the_previous_outputs_untouched(home, tmp_path):
+    corpus = _pump_corpus(tmp_path)
     prepare("keep", [corpus], home=home, progress=False)
     paths = run_paths("keep", home)
-    before = {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file()}
+    before = _files(paths.root)
     (tmp_path / "qa.jsonl").write_text('{"question": "Q?"}\n')
     with pytest.raises(BadInputError, match="qa.jsonl:1: missing or empty 'answer'"):
         prepare("keep", [corpus], tmp_path / "qa.jsonl", home=home, progress=False)
-    assert {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file()} == before
+    assert _files(paths.root) == before
 
 
 def test_a_corpus_without_training_examples_fails_and_keeps_the_previous_run(home, tmp_path):
-    corpus = tmp_path / "c"
-    corpus.mkdir()
-    (corpus / "a.md").write_text("# A\nThe pump runs at 40 litres per minute on weekdays.")
-    prepare("keep", [corpus], home=home, progress=False)
+    prepare("keep", [_pump_corpus(tmp_path)], home=home, progress=False)
     paths = run_paths("keep", home)
-    before = {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file()}
+    before = _files(paths.root)
     headings = tmp_path / "headings"
     headings.mkdir()
     (headings / "manual.md").write_text("# Pump model X200 service manual\n\n## Safety notes for the X200 pump\n")
@@ -154,15 +160,13 @@ def test_a_corpus_without_training_examples_fails_and_keeps_the_previous_run(hom
     )
     assert "Add documents with body text, or a QA set with --qa" in str(failure.value)
     assert "re-run `workbench prepare --name keep`" in str(failure.value)
-    assert {p: p.read_bytes() for p in paths.root.rglob("*") if p.is_file()} == before
+    assert _files(paths.root) == before
 
 
 def test_quality_report_shows_corpus_text_as_written_and_markdown_renders_it_literally(home, tmp_path):
     from markdown_it import MarkdownIt
 
-    corpus = tmp_path / "c"
-    corpus.mkdir()
-    (corpus / "a.md").write_text("# A\nThe pump runs at 40 litres per minute on weekdays.")
+    corpus = _pump_corpus(tmp_path)
     odd = corpus / "bob's <b>notes | *v2*.png"
     odd.write_bytes(b"\x89PNG....")
     prepare("odd", [corpus], home=home, progress=False)

@@ -353,7 +353,7 @@ class _Row:
         logits = logits.float().cpu()
         if self.decoding.repetition_penalty != 1 and self.generated:
             used = torch.tensor(sorted(set(self.generated)))
-            scores = logits[used]
+            logits, scores = logits.clone(), logits[used]
             penalty = self.decoding.repetition_penalty
             logits[used] = torch.where(scores > 0, scores / penalty, scores * penalty)
         if self.decoding.temperature == 0:
@@ -459,18 +459,25 @@ def _drain(events: queue.Queue) -> Iterator[Event]:
 
 
 _SEGMENT_END = re.compile(r"(?<=[^\d\s][.!?])\s+|\n+")  # not after a list number ("1. ")
+_LIST_MARKER = re.compile(r"^\s*(?:\d+[.)]|[-*\u2022])\s+")
 
 
 def _without_repeat(text: str) -> str | None:
-    """`text` up to a just-completed sentence or line that repeats an earlier one (of 3+ words), else None."""
+    """`text` up to a just-completed sentence or line that repeats an earlier one (of 3+ words, list markers
+    aside: "2. Canopy OS 4.7.2" repeats "1. Canopy OS 4.7.2"), else None."""
     parts = _SEGMENT_END.split(text)
     if len(parts) < 3:  # the last complete segment needs one before it; the last part is still growing
         return None
-    last = " ".join(parts[-2].split()).lower()
-    if len(last.split()) < 3 or last not in {" ".join(p.split()).lower() for p in parts[:-2]}:
+    seen = {_segment_key(part) for part in parts[:-2]}
+    last = _segment_key(parts[-2])
+    if len(last.split()) < 3 or last not in seen:
         return None
     end = text.rfind(parts[-2], 0, len(text) - len(parts[-1]))
     return text[:end].strip()
+
+
+def _segment_key(segment: str) -> str:
+    return " ".join(_LIST_MARKER.sub("", segment).split()).lower()
 
 
 def _visible(text: str) -> str:

@@ -80,6 +80,8 @@ def _meta(column: Column) -> str:
         bits.append(f"{column.tokens_out} tokens")
     if column.finish_reason == "length":
         bits.append("cut at the token limit")
+    elif column.finish_reason == "repeat":
+        bits.append("stopped where it began to repeat itself")
     if column.error:
         bits.append(f'<span class="wb-bad">error: {esc(column.error)}</span>')
     return " · ".join(bits)
