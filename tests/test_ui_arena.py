@@ -12,7 +12,7 @@ from workbench.training_job import JobRunning, JobStatus
 from workbench.ui.arena import ArenaTab, duration, eta_s, training_html
 from workbench.ui.render import column_html, legend_html
 
-RUNNING = JobStatus("demo", "running", 30, 120, 60.0, False, None, None)
+RUNNING = JobStatus("demo", "running", 30, 120, 75.0, False, None, None, train_s=60.0)  # 15 s of model loading
 
 
 class FakeArena:
@@ -75,6 +75,7 @@ def test_fine_tuned_variants_join_the_choices_when_the_job_has_its_adapter():
     tab, arena, job = _tab(RUNNING)
     loaded = tab.on_load("", None)
     assert set(loaded) == set(tab.loaded) and loaded[tab.variants]["choices"] == ["base", "rag"]
+    assert [value for _, value in loaded[tab.vote]["choices"]] == ["A", "B", "tie", "all_bad"]  # two columns
     assert "step 30 / 120" in loaded[tab.training] and not loaded[tab.retry]["visible"]
 
     ticked = tab.on_tick(loaded[tab.offered])

@@ -208,7 +208,10 @@ def _demo(args: argparse.Namespace) -> int:
     config = _demo_workspace(args)
     job = train_in_background("demo", config, args.home)
     if job.status().state == "running":
-        print("fine-tuning the demo adapter in the background: see the Train tab; ft columns join when it is done")
+        print(
+            "fine-tuning the demo adapter in the background (the Arena shows its progress, the Train tab its curves, "
+            f"{job.log_file} its output); the ft columns join when it is done"
+        )
     args.name = "demo"
     return _serve(args)
 
@@ -220,6 +223,9 @@ def _demo_workspace(args: argparse.Namespace) -> Config:
 
     # Deprecation notices raised inside transformers (e.g. when peft wraps the model): nothing a user can change.
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars at every model load
     print(
         f"workspace: {resolve_home(args.home)} (runs/: prepared data, adapters and quality reports; "
         "indexes/: retrieval indexes; workbench.db: answers, judgements and ratings)"

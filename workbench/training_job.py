@@ -57,6 +57,8 @@ class JobStatus:
     error: str | None
     summary: dict | None
     """The `finetune` section of the run's manifest, once the run has ended without failing."""
+    train_s: float | None = None
+    """Seconds the training loop has run up to `step` (model loading left out): what an ETA extrapolates."""
 
     @property
     def has_adapter(self) -> bool:
@@ -178,6 +180,7 @@ class TrainingJob:
             stop_requested and state == "running",
             error,
             summary,
+            rows[-1].get("elapsed_s") if rows else None,
         )
 
     def curves(self) -> list[dict]:

@@ -33,7 +33,7 @@ def rater_id(stored: str | None, request: gr.Request | None) -> str:
 
 
 def eta_s(step: int | None, total: int | None, elapsed_s: float | None) -> float | None:
-    """Seconds left if the remaining steps go as fast as the ones so far; None before the first step."""
+    """Seconds left if the remaining steps go as fast as the `step` done in `elapsed_s`; None before the first."""
     if not step or not total or elapsed_s is None:
         return None
     return max(0.0, elapsed_s / step * (total - step))
@@ -58,7 +58,7 @@ def training_html(status: JobStatus | None) -> str:
     if status.stop_requested or status.step is None:
         progress = "stopping after this step" if status.stop_requested else "starting"
     else:
-        left = eta_s(status.step, status.total, status.elapsed_s)
+        left = eta_s(status.step, status.total, status.train_s)
         progress = f"step {status.step}" + (f" / {status.total}" if status.total else "")
         progress += f", ETA {duration(left)}" if left is not None else ""
     return f"<p>Training the fine-tuned variants: {progress}. They join the choices above when done.</p>"
@@ -113,7 +113,8 @@ class ArenaTab:
         ask_outputs = {self.session, self.status, self.vote, self.comment, self.revealed}
         ask_outputs |= {*self.columns, *self.ratings, *self.htmls, *self.stars, *self.flags}
         # What `on_load` fills: the app wires it with `app.load(tab.on_load, [tab.rater], tab.loaded)`.
-        self.loaded = [self.rater, self.variants, self.offered, self.status, self.legend, *self.columns, *self.ratings]
+        self.loaded = [self.rater, self.variants, self.offered, self.status, self.legend, self.vote]
+        self.loaded += [*self.columns, *self.ratings]
         self.loaded += [self.training_row, self.training, self.retry]
         for trigger in (self.ask.click, self.question.submit):
             trigger(
@@ -145,6 +146,7 @@ class ArenaTab:
         if self.arena.detector_problem:
             note += f" Claims are not checked: {self.arena.detector_problem}."
         out = {self.rater: rater, self.variants: gr.update(choices=choices, value=chosen), self.offered: choices}
+        out[self.vote] = gr.update(choices=_vote_choices(list(LABELS[: len(chosen)])), value=None)
         out |= {self.status: note, self.legend: gr.update(visible=not self.arena.detector_problem)}
         return out | self._training(self.job.status() if self.job else None) | self._shown(len(chosen))
 
