@@ -11,8 +11,8 @@ as trained ones), and every row generates exactly `--tokens` new tokens (end of 
 - `rss_four_over_one`: peak RSS of a process serving the four variants (model, adapter, index, embedder) through
   one turn / a process serving the base model alone through one turn (goal <= 1.15).
 - `tokens_per_s` of the batched turn (all rows), and each variant's time to first token in it.
-- The thread policy (`workbench.threads`), the same 4-way turn against itself on an idle machine (`load_idle_s`,
-  measured just before):
+- The engine's fixed single thread (`engine.ENGINE_THREADS`), the same 4-way turn against itself on an idle machine
+  (`load_idle_s`, measured just before):
   `turn_under_load_over_idle` while another CPU-bound job runs beside (a torch
   process decoding with all cores, `results_file.NEIGHBOUR_JOB`) (goal <= 2.5), next to
   `fixed_threads_under_load_over_idle`, the same with torch's default thread count (the baseline; a 32-token
@@ -56,6 +56,7 @@ DEMO = Path(__file__).resolve().parent.parent / "demo"
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 QUESTION = "How long is the return window for the Skylark S3 Pro, and who pays for the return shipping?"
 VARIANTS = ["base", "ft", "rag", "ft_rag"]
+BASELINE_THREADS = torch.get_num_threads()  # torch's default: one per core
 
 
 def make_home(home: Path, config: Config) -> None:
@@ -158,10 +159,10 @@ def contention_figures(engine: Engine, home: Path, decoding: Decoding, repeats: 
     idle_short = timed(lambda: engine.answer(QUESTION, VARIANTS, decoding=short), repeats)
     hog = subprocess.Popen([sys.executable, "-c", NEIGHBOUR_JOB])
     try:
-        time.sleep(2)  # the policy reads the last second of CPU use
+        time.sleep(2)
         loaded = timed(turn, repeats)
         loaded_short = timed(lambda: engine.answer(QUESTION, VARIANTS, decoding=short), 1)
-        with mock.patch("workbench.engine.use_free_cores", lambda yield_to_niced: torch.get_num_threads()):
+        with mock.patch("workbench.engine.ENGINE_THREADS", BASELINE_THREADS):
             started = time.perf_counter()
             engine.answer(QUESTION, VARIANTS, decoding=short)  # once
             fixed = time.perf_counter() - started

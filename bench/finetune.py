@@ -236,7 +236,7 @@ def load_figures(config, home: Path, steps: int) -> dict:
     try:
         time.sleep(2)  # the policy reads the last second of CPU use
         loaded = seconds_per_step()
-        with mock.patch("workbench.finetune.use_free_cores", lambda yield_to_niced: torch.get_num_threads()):
+        with mock.patch("workbench.finetune.use_free_cores", lambda: torch.get_num_threads()):
             fixed = seconds_per_step(max(2, steps // 3))  # the baseline is far slower: fewer steps
     finally:
         hog.kill()

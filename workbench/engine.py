@@ -4,8 +4,8 @@ Per turn: the RAG variants' sources are retrieved once; each local row is prefil
 is never padded to a long one), in order of prompt length so the short columns start first; the rows' caches are
 then left-padded into groups of exactly `DECODE_ROWS` rows and decoded together, each row with its own adapter
 (`AdapterBank`), position, sampling generator and stop at end of sequence. A finished row's slot becomes padding.
-Fixed step shapes and per-row attention (`row_attention`) make a variant's answer bit-identical alone or in any
-batch. Remote variants run on threads beside the local batch. `stream` yields `Event(variant, text_so_far, done)` as tokens arrive, and the
+Fixed step shapes, per-row attention (`row_attention`) and a fixed thread count (`ENGINE_THREADS`) make a
+variant's answer bit-identical alone or in any batch, on a quiet or a busy machine. Remote variants run on threads beside the local batch. `stream` yields `Event(variant, text_so_far, done)` as tokens arrive, and the
 final event of each variant carries its `Answer` record.
 """
 
@@ -29,9 +29,15 @@ from workbench.multi_lora import AdapterBank
 from workbench.packed_linear import pack_linears, packing_dtype
 from workbench.remote import RemoteChat
 from workbench.row_attention import ROW_ATTENTION
-from workbench.threads import use_free_cores
 from workbench.variants import BUILT_IN, Decoding, Variant, VariantUnavailable, conversation, variant
 from workbench.workspace import cached_file_sha256, index_paths, run_paths
+
+ENGINE_THREADS = 1
+"""Torch threads of every prefill and decoding step, whatever the machine's load. Two reasons, both measured on 2
+cores: a different thread count changed a greedy answer (a RAG answer ended "45 days." with 1 thread and "45 days.
+[1] Returns and Refund" with 2), so a fixed count is part of batch invariance; and 1 thread never waits for a
+descheduled partner, while 2 threads collapsed beside another decoding job (a 4-way turn 36x slower than idle).
+The price on an idle machine: a 64-token 4-way turn took 7.8-8.4 s against 6.5-7.1 s with 2 threads."""
 
 DECODE_ROWS = 4
 """Rows in every decoding step (padding rows fill the gaps; more rows decode in several groups). One fixed shape
@@ -113,7 +119,6 @@ class Engine:
         if "ft" in self.missing or "rag" in self.missing:
             self.missing["ft_rag"] = " and ".join(self.missing[v] for v in ("ft", "rag") if v in self.missing)
         self.model.set_attn_implementation(ROW_ATTENTION)
-        use_free_cores(yield_to_niced=True)  # starts measuring the machine's load before the first turn
         self.stop_ids = _stop_ids(self.model, self.tokenizer)
         self.lock = threading.Lock()  # one turn at a time on the shared weights
 
@@ -213,7 +218,7 @@ class Engine:
         rows = sorted(rows, key=lambda r: len(r.prompt_ids))
         caches = []
         for row in rows:
-            use_free_cores(yield_to_niced=True)
+            _one_thread()
             self.bank.set_rows([row.adapter])
             out = self._forward(torch.tensor([row.prompt_ids]), None, DynamicCache())
             caches.append(out.cache)
@@ -227,7 +232,7 @@ class Engine:
         del caches
         while groups:
             for group in groups:
-                use_free_cores(yield_to_niced=True)
+                _one_thread()
                 self.bank.set_rows(group.adapters())
                 last, positions, lengths = group.step_inputs()
                 out = self._forward(last, positions, group.cache, row_lengths=lengths)
@@ -448,6 +453,12 @@ def _pad_left(tensor: torch.Tensor, width: int) -> torch.Tensor:
         return tensor
     pad = tensor.new_zeros(*tensor.shape[:-2], missing, tensor.shape[-1])
     return torch.cat([pad, tensor], dim=-2)
+
+
+def _one_thread() -> None:
+    """The calling thread's torch threads set to `ENGINE_THREADS` (a per-thread setting: each turn's thread sets it)."""
+    if torch.get_num_threads() != ENGINE_THREADS:
+        torch.set_num_threads(ENGINE_THREADS)
 
 
 def _drain(events: queue.Queue) -> Iterator[Event]:

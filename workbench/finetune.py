@@ -265,7 +265,7 @@ def finetune(
     try:
         order = length_grouped_batches(lengths, settings.batch_size, settings.seed + state["epoch"])
         while state["step"] < total_steps and state["outcome"] is None:
-            use_free_cores(yield_to_niced=False)
+            use_free_cores()
             step_start, step_losses, step_tokens = time.perf_counter(), [], 0
             for _ in range(settings.gradient_accumulation):
                 if state["batch"] >= len(order):

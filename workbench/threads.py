@@ -1,14 +1,11 @@
-"""The one thread policy: compute on the cores that other processes leave free, re-measured while working.
+"""Training's thread policy: compute on the cores that other processes leave free, re-measured at every step.
 
 PyTorch's intra-op threads wait for each other at the end of every parallel region. When another process holds
-one of our cores, each region waits for a descheduled thread and the work collapses: on 2 cores with other jobs
-running, a 4-way chat turn took 67 s with 2 threads and 7 s with 1. So before each chat decoding step and each
-training step, `use_free_cores` sets the calling thread's torch threads to the cores that other processes did not
-use over the last second (at least 1), as read from `/proc/stat` by a sampler thread twice a second.
-
-Niced work yields its core to a normal process at once, so a chat turn counts niced processes (the app's own
-background training runs at the lowest priority) as free (`yield_to_niced=True`); the niced training process
-counts everything else as busy. Answers do not depend on the thread count (tested), only their speed does.
+one of our cores, each region waits for a descheduled thread and the work can collapse (a chat turn beside
+another decoding job: 36x slower with 2 threads). So before each training step, `use_free_cores` sets the calling
+thread's torch threads to the cores that other processes did not use over the last second (at least 1), as read
+from `/proc/stat` by a sampler thread twice a second. The app's background training also runs niced, so a chat
+turn takes its cores at once. (The chat engine itself always runs on one thread: see `engine.ENGINE_THREADS`.)
 """
 
 from __future__ import annotations
@@ -56,12 +53,13 @@ class _Sampler:
                 niced += nice
         return time.monotonic(), busy / _TICKS, niced / _TICKS, time.process_time()
 
-    def free_cores(self, yield_to_niced: bool) -> int:
-        """Cores not used by other processes between the oldest and the newest reading (about the last second)."""
+    def free_cores(self) -> int:
+        """Cores not used by other processes between the oldest and the newest reading (about the last second);
+        niced processes count too (the training process is niced itself)."""
         if len(self.readings) < 2:
             return len(self.cores)
         (t0, busy0, niced0, own0), (t1, busy1, niced1, own1) = self.readings[0], self.readings[-1]
-        others = (busy1 - busy0) + (0 if yield_to_niced else niced1 - niced0) - (own1 - own0)
+        others = (busy1 - busy0) + (niced1 - niced0) - (own1 - own0)
         return max(1, min(len(self.cores), round(len(self.cores) - max(0.0, others) / (t1 - t0))))
 
 
@@ -69,7 +67,7 @@ _sampler: _Sampler | None = None
 _sampler_lock = threading.Lock()
 
 
-def use_free_cores(yield_to_niced: bool) -> int:
+def use_free_cores() -> int:
     """Set the calling thread's torch threads to the cores free now (see the module docstring); returns the count.
 
     Where `/proc/stat` does not exist (not Linux), torch's own setting stays."""
@@ -79,7 +77,7 @@ def use_free_cores(yield_to_niced: bool) -> int:
             _sampler = _Sampler()
     if not _sampler.available:
         return torch.get_num_threads()
-    threads = _sampler.free_cores(yield_to_niced)
+    threads = _sampler.free_cores()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
