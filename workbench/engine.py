@@ -1,12 +1,13 @@
 """The side-by-side engine: every local variant of a turn decodes in one batch over one copy of the base weights.
 
-Per turn: the RAG variants' sources are retrieved once; each local row is prefilled on its own (so a short prompt
-is never padded to a long one), in order of prompt length so the short columns start first; the rows' caches are
-then left-padded into groups of exactly `DECODE_ROWS` rows and decoded together, each row with its own adapter
+Per turn: the RAG variants' sources are retrieved once; each local row is prefilled on its own (so a short prompt is
+never padded to a long one), in order of prompt length so the short columns start first; the rows' caches are then
+left-padded into groups of exactly `DECODE_ROWS` rows and decoded together, each row with its own adapter
 (`AdapterBank`), position, sampling generator and stop at end of sequence. A finished row's slot becomes padding.
-Fixed step shapes, per-row attention (`row_attention`) and a fixed thread count (`ENGINE_THREADS`) make a
-variant's answer bit-identical alone or in any batch, on a quiet or a busy machine. Remote variants run on threads beside the local batch. `stream` yields `Event(variant, text_so_far, done)` as tokens arrive, and the
-final event of each variant carries its `Answer` record.
+Fixed step shapes, per-row attention (`row_attention`) and a fixed thread count (`ENGINE_THREADS`) make a variant's
+answer bit-identical alone or in any batch, on a quiet or a busy machine. Remote variants run on threads beside the
+local batch. `stream` yields `Event(variant, text_so_far, done)` as tokens arrive, and the final event of each
+variant carries its `Answer` record.
 """
 
 from __future__ import annotations

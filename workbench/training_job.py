@@ -3,8 +3,8 @@
 The job runs `workbench finetune` in a child process at the lowest CPU priority (`nice`), not in a thread of the
 app: a chat turn then takes the cores at once, training uses what the turn leaves (see `threads`), and nothing the
 UI does to this process (Gradio patches tqdm to track progress bars) can reach the training loop. A stop request is
-a file the child looks for after each step (its `--stop-file`): the step finishes and the best adapter is kept. The child's output goes to
-`HOME/.jobs/NAME.log`; a failure's reason is the error line it printed.
+a file the child looks for after each step (its `--stop-file`): the step finishes and the best adapter is kept. The
+child's output goes to `HOME/.jobs/NAME.log`; a failure's reason is the error line it printed.
 
 `training_job(name, home)` gives this process's one job for a run: the Train tab, the Arena and the demo's
 background training share it, so a second start while it trains is refused instead of two loops writing one run
