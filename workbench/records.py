@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 QA_TYPES = ("fact", "numeric", "procedure", "multi_doc", "unanswerable")
 """Question types of a QA set; `unanswerable` questions have an abstention as their reference answer."""
@@ -56,12 +58,23 @@ class QAPair:
         return [self.question, *self.paraphrases]
 
 
+ORIGINS = ("qa", "synthetic", "corpus")
+"""Where an example came from: `qa` the QA file, `synthetic` questions generated from the documents with a
+reference answer, `corpus` passages of the documents turned into examples (not questions)."""
+
+QUESTION_ORIGINS = ("qa", "synthetic")
+"""Origins of examples that are questions with a reference answer: the ones to evaluate and retrieve for."""
+
+
 @dataclass
 class Example:
-    """One training or evaluation example in chat-messages form, with where it came from.
+    """One training or evaluation example in chat-messages form, with where it came from; a line of a prepared
+    split file (`runs/NAME/data/{train,val,test}.jsonl`), read back with `read_split`.
 
-    `origin` is `qa` for pairs from the QA file and `corpus` for examples generated from documents
-    (`kind` then says how: `continuation` or `section_qa`).
+    `origin` is `qa` for pairs from the QA file, `synthetic` for generated questions with a reference answer, and
+    `corpus` for examples generated from documents (`kind` then says how: `continuation` or `section_qa`).
+    `answer` is the reference answer of a question. `doc_ids` lists every supporting document, `doc_id` the main
+    one (see `gold_doc_ids`).
     """
 
     id: str
@@ -76,5 +89,96 @@ class Example:
     type: str | None = None
     paraphrases: list[str] = field(default_factory=list)
 
+    @property
+    def is_question(self) -> bool:
+        """True for a question with a reference answer (`origin` `qa` or `synthetic`), False for a corpus example."""
+        return self.origin in QUESTION_ORIGINS
+
+    @property
+    def gold_doc_ids(self) -> list[str]:
+        """The documents that support the answer: `doc_ids`, else `[doc_id]`, else none (an unanswerable question)."""
+        if self.doc_ids:
+            return list(self.doc_ids)
+        return [self.doc_id] if self.doc_id else []
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_EXAMPLE_FIELDS = {
+    "id": str,
+    "messages": list,
+    "origin": str,
+    "kind": str,
+    "group": int,
+    "question": str,
+    "answer": str,
+    "doc_id": str | None,
+    "doc_ids": list,
+    "type": str | None,
+    "paraphrases": list,
+}
+_OPTIONAL_FIELDS = ("doc_id", "doc_ids", "type", "paraphrases")
+"""Fields older split files may lack; they take the `Example` defaults."""
+
+
+def read_split(path: Path) -> list[Example]:
+    """The examples of a prepared split file, one per non-blank line, in file order.
+
+    Older files may lack the optional fields (`doc_id`, `doc_ids`, `type`, `paraphrases`); unknown fields are
+    ignored. A line that is not a JSON object, lacks a required field or has a field of the wrong type is a
+    `BadInputError` naming `file:line` and the field.
+    """
+    path = Path(path)
+    redo = f"re-run `workbench prepare --name {path.parent.parent.name}` to rewrite it"
+    if not path.is_file():
+        raise _bad_input(f"{path}: no such split file; {redo}")
+    examples = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                examples.append(_example_from_line(line, f"{path}:{number}", redo))
+    return examples
+
+
+def _example_from_line(line: str, where: str, redo: str) -> Example:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise _bad_input(f"{where}: not valid JSON ({exc.msg}); {redo}") from None
+    if not isinstance(row, dict):
+        raise _bad_input(f"{where}: expected a JSON object, found {type(row).__name__}; {redo}")
+    values = {}
+    for name, expected in _EXAMPLE_FIELDS.items():
+        if name not in row:
+            if name in _OPTIONAL_FIELDS:
+                continue
+            raise _bad_input(f"{where}: missing field '{name}'; {redo}")
+        value = row[name]
+        if not isinstance(value, expected) or isinstance(value, bool) or not _items_ok(name, value):
+            raise _bad_input(f"{where}: field '{name}' has the wrong type ({_describe(value)}); {redo}")
+        values[name] = value
+    if values["origin"] not in ORIGINS:
+        raise _bad_input(f"{where}: field 'origin' is {values['origin']!r}, not one of {', '.join(ORIGINS)}; {redo}")
+    return Example(**values)
+
+
+def _items_ok(name: str, value) -> bool:
+    """Lists hold what they should: messages are `{role, content}` dicts of strings, the others strings."""
+    if name == "messages":
+        return all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+        )
+    if isinstance(value, list):
+        return all(isinstance(item, str) for item in value)
+    return True
+
+
+def _describe(value) -> str:
+    return "null" if value is None else f"a {type(value).__name__}: {json.dumps(value, ensure_ascii=False)[:60]}"
+
+
+def _bad_input(message: str) -> Exception:
+    from workbench.data.loaders import BadInputError  # loaders reads into these records: import when needed
+
+    return BadInputError(message)
