@@ -8,7 +8,7 @@ from conftest import DEMO
 from workbench.cli import main
 from workbench.config import Config, IndexConfig
 from workbench.data.prepare import prepare
-from workbench.records import Chunk
+from workbench.records import Chunk, Example
 from workbench.retrieval.index import Hit, IndexUnusable, Retriever, build_index, retrieval_quality
 from workbench.retrieval.lexical import BM25, reciprocal_rank_fusion
 from workbench.retrieval.vectors import build_vector_index, search_vectors, vectors_for
@@ -122,14 +122,15 @@ class _FixedRetriever:
 
 def test_retrieval_quality_counts_document_hits_by_rank():
     ranked = {"q1": ["a", "b"], "q2": ["x", "y", "z", "b", "c", "d"], "q3": ["x"] * 10, "q4": ["y", "c"]}
-    rows = [
-        {"question": "q1", "doc_id": "a", "doc_ids": ["a"]},
-        {"question": "q2", "doc_id": "c", "doc_ids": ["c"]},
-        {"question": "q3", "doc_id": "a", "doc_ids": ["a"]},
-        {"question": "q4", "doc_id": "b", "doc_ids": ["b", "c"]},  # multi-document: any of them counts
-        {"question": "unanswerable", "doc_id": None, "doc_ids": []},  # ignored
+    gold = [
+        ("q1", "a", ["a"]),
+        ("q2", "c", ["c"]),
+        ("q3", "a", []),  # an older row with doc_id only
+        ("q4", "b", ["b", "c"]),  # multi-document: any of them counts
+        ("unanswerable", None, []),  # ignored
     ]
-    quality = retrieval_quality(_FixedRetriever(ranked), rows)
+    examples = [Example(q, [], "qa", "qa", 0, q, "", doc_id, doc_ids) for q, doc_id, doc_ids in gold]
+    quality = retrieval_quality(_FixedRetriever(ranked), examples)
     assert quality["questions"] == 4
     assert quality["recall@1"] == 0.25 and quality["recall@5"] == 0.75 and quality["recall@10"] == 0.75
     assert quality["mrr"] == pytest.approx((1 + 1 / 5 + 0 + 1 / 2) / 4)

@@ -13,7 +13,7 @@ import torch
 
 from workbench.config import FinetuneConfig
 from workbench.data.examples import corpus_examples
-from workbench.records import Document
+from workbench.records import Document, read_split
 from workbench.variants import user_message
 from workbench.workspace import RunPaths, read_jsonl
 
@@ -33,14 +33,14 @@ def recipe_conversations(paths: RunPaths, split: str, recipe: str, passage_words
     """
     if recipe == "raft":
         raise ValueError("RAFT examples need the run's index: build them with `raft_conversations`")
-    rows = read_jsonl(paths.split(split))
-    conversations = [row["messages"] for row in rows]
+    examples = read_split(paths.split(split))
+    conversations = [example.messages for example in examples]
     if split != "train":
         return conversations
     if recipe == "paraphrase":
-        for row in rows:
-            for question in row.get("paraphrases") or []:
-                conversations.append([{"role": "user", "content": question}, row["messages"][-1]])
+        for example in examples:
+            for question in example.paraphrases:
+                conversations.append([{"role": "user", "content": question}, example.messages[-1]])
     elif recipe == "qa+docs":
         for n, row in enumerate(read_jsonl(paths.documents)):
             doc = Document(row["id"], row["title"], row["text"], row["source"], row["format"])
@@ -55,20 +55,20 @@ def raft_conversations(paths: RunPaths, split: str, retriever, settings: Finetun
     The sources block is the engine's own (`variants.user_message`), so the adapter trains on the prompt it serves.
     Val is built the same way, so val loss measures the task the adapter is for.
     """
-    rows = read_jsonl(paths.split(split))
+    examples = read_split(paths.split(split))
     shown_count = settings.raft_distractors + 1
-    results = retriever.search_many([row["question"] for row in rows], shown_count + 10)
+    results = retriever.search_many([example.question for example in examples], shown_count + 10)
     conversations = []
-    for row, hits in zip(rows, results):
-        rng = random.Random(f"{settings.seed}:{row['id']}")
-        gold_docs = set(row.get("doc_ids") or ([row["doc_id"]] if row.get("doc_id") else []))
+    for example, hits in zip(examples, results):
+        rng = random.Random(f"{settings.seed}:{example.id}")
+        gold_docs = set(example.gold_doc_ids)
         gold = [hit.chunk for hit in hits if hit.chunk.doc_id in gold_docs][:1]
         if rng.random() < settings.raft_no_gold_share:
             gold = []
         others = [hit.chunk for hit in hits if hit.chunk.doc_id not in gold_docs]
         shown = gold + others[: shown_count - len(gold)]
         rng.shuffle(shown)
-        conversations.append([{"role": "user", "content": user_message(row["question"], shown)}, row["messages"][-1]])
+        conversations.append([{"role": "user", "content": user_message(example.question, shown)}, example.messages[-1]])
     return conversations
 
 

@@ -31,8 +31,9 @@ import yaml
 
 from workbench.config import Config
 from workbench.finetune import planned_steps
+from workbench.records import read_split
 from workbench.train_data import recipe_conversations
-from workbench.workspace import read_json, read_jsonl, resolve_home, run_paths, write_text_atomic
+from workbench.workspace import read_json, resolve_home, run_paths, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class TrainingJob:
             return None
         settings = config.finetune
         examples = (
-            len(read_jsonl(self.paths.split("train")))  # one RAFT example per pair
+            len(read_split(self.paths.split("train")))  # one RAFT example per pair
             if settings.recipe == "raft"
             else len(recipe_conversations(self.paths, "train", settings.recipe, config.prepare.passage_words))
         )

@@ -23,7 +23,7 @@ from workbench import __version__
 from workbench.config import Config, IndexConfig
 from workbench.data.loaders import BadInputError
 from workbench.models import load_embedder
-from workbench.records import Chunk, Document
+from workbench.records import Chunk, Document, Example, read_split
 from workbench.retrieval.chunking import chunk_document, embedding_text, token_counter
 from workbench.retrieval.embedding import embed, embed_corpus, embedder_identity
 from workbench.retrieval.lexical import BM25, reciprocal_rank_fusion
@@ -206,31 +206,35 @@ def chunk_from_row(row: dict) -> Chunk:
     return Chunk(**{k: v for k, v in row.items() if k != "key"})
 
 
-def retrieval_quality(retriever: Retriever, rows: list[dict], ks: tuple[int, ...] = QUALITY_KS) -> dict | None:
-    """Document-level recall@k and MRR over QA rows that name their documents.
+def retrieval_quality(retriever: Retriever, examples: list[Example], ks: tuple[int, ...] = QUALITY_KS) -> dict | None:
+    """Document-level recall@k and MRR over the examples that name their gold documents.
 
-    A question counts as found at k when a chunk of any of its `doc_ids` is among the top k chunks (what the RAG
-    prompt would show); MRR uses the rank of the first such chunk within the deepest k (0 when absent).
+    A question counts as found at k when a chunk of any of its `gold_doc_ids` is among the top k chunks (what the
+    RAG prompt would show); MRR uses the rank of the first such chunk within the deepest k (0 when absent).
     """
-    rows = [row for row in rows if row.get("doc_ids") or row.get("doc_id")]
-    if not rows:
+    examples = [example for example in examples if example.gold_doc_ids]
+    if not examples:
         return None
     depth = max(ks)
     found_at = []
-    for row, hits in zip(rows, retriever.search_many([row["question"] for row in rows], depth)):
-        gold = set(row.get("doc_ids") or [row["doc_id"]])
+    for example, hits in zip(examples, retriever.search_many([e.question for e in examples], depth)):
+        gold = set(example.gold_doc_ids)
         found_at.append(next((hit.rank for hit in hits if hit.chunk.doc_id in gold), None))
-    quality = {f"recall@{k}": sum(1 for r in found_at if r is not None and r <= k) / len(rows) for k in ks}
-    quality["mrr"] = sum(1 / r for r in found_at if r is not None) / len(rows)
-    quality["questions"] = len(rows)
+    quality = {f"recall@{k}": sum(1 for r in found_at if r is not None and r <= k) / len(examples) for k in ks}
+    quality["mrr"] = sum(1 / r for r in found_at if r is not None) / len(examples)
+    quality["questions"] = len(examples)
     return quality
 
 
 def quality_by_split(retriever: Retriever, run) -> dict:
-    splits = {s: read_jsonl(run.split(s)) for s in ("train", "val", "test") if run.split(s).exists()}
-    qa_rows = {s: [r for r in rows if r.get("kind") == "qa"] for s, rows in splits.items()}
-    result = {"test": retrieval_quality(retriever, qa_rows.get("test", []))}
-    result["all"] = retrieval_quality(retriever, [r for rows in qa_rows.values() for r in rows])
+    """`retrieval_quality` over the questions of the test split and of every split (corpus examples left out)."""
+    questions = {
+        s: [e for e in read_split(run.split(s)) if e.is_question]
+        for s in ("train", "val", "test")
+        if run.split(s).exists()
+    }
+    result = {"test": retrieval_quality(retriever, questions.get("test", []))}
+    result["all"] = retrieval_quality(retriever, [e for examples in questions.values() for e in examples])
     return result
 
 
