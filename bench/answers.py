@@ -33,10 +33,11 @@ from workbench.config import load_config
 from workbench.data.prepare import prepare
 from workbench.engine import Engine
 from workbench.finetune import finetune
+from workbench.records import Example, read_split
 from workbench.retrieval.index import build_index
 from workbench.text_metrics import token_f1
 from workbench.variants import Decoding
-from workbench.workspace import read_jsonl, run_paths
+from workbench.workspace import run_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ["base", "ft", "rag", "ft_rag"]
@@ -56,16 +57,16 @@ def demo_home(home: Path, config, reuse: Path | None) -> None:
     finetune("demo", config, home, progress=False)
 
 
-def measure(engine: Engine, rows: list[dict], decoding: Decoding, instruction: str) -> dict:
+def measure(engine: Engine, rows: list[Example], decoding: Decoding, instruction: str) -> dict:
     prompts.SOURCES_INSTRUCTION = instruction
     started = time.perf_counter()
-    answers = engine.answer_batch([row["question"] for row in rows], VARIANTS, decoding)
+    answers = engine.answer_batch([row.question for row in rows], VARIANTS, decoding)
     seconds = time.perf_counter() - started
     figures: dict = {"seconds": round(seconds, 1)}
     for name in VARIANTS:
         given = [turn[name] for turn in answers]
         figures[name] = {
-            "token_f1": round(statistics.mean(token_f1(a.text, row["answer"]) for a, row in zip(given, rows)), 4),
+            "token_f1": round(statistics.mean(token_f1(a.text, row.answer) for a, row in zip(given, rows)), 4),
             "hit_cap": round(sum(a.finish_reason == "length" for a in given) / len(given), 3),
             "ended_on_repeat": round(sum(a.finish_reason == "repeat" for a in given) / len(given), 3),
             "mean_tokens": round(statistics.mean(a.tokens_out for a in given), 1),
@@ -88,7 +89,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         demo_home(home, config, args.adapter_home)
-        rows = read_jsonl(run_paths("demo", home).split("test"))[: args.limit]
+        rows = [e for e in read_split(run_paths("demo", home).split("test")) if e.is_question][: args.limit]
         engine = Engine(config, "demo", home)
         settings = {
             "before": (before, EARLIER_INSTRUCTION),

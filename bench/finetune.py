@@ -44,11 +44,12 @@ from workbench.engine import Engine
 from workbench.finetune import finetune, lora_config, perplexity
 from workbench.generate import greedy_replies
 from workbench.models import fresh_causal_lm, load_causal_lm
+from workbench.records import Example, read_split
 from workbench.retrieval.index import build_index
 from workbench.text_metrics import token_f1
 from workbench.train_data import encode, recipe_conversations
 from workbench.variants import Decoding
-from workbench.workspace import read_jsonl, run_paths
+from workbench.workspace import run_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo"
@@ -121,17 +122,17 @@ def _val_loss(model, tokenizer, paths, settings) -> float:
 
 
 def test_f1(model, tokenizer, paths, system_prompt: str, max_new_tokens: int) -> float:
-    rows = read_jsonl(paths.split("test"))
-    replies = greedy_replies(model, tokenizer, [r["messages"][:-1] for r in rows], system_prompt, max_new_tokens)
-    return sum(token_f1(reply, row["answer"]) for reply, row in zip(replies, rows)) / len(rows)
+    rows = [e for e in read_split(paths.split("test")) if e.is_question]
+    replies = greedy_replies(model, tokenizer, [r.messages[:-1] for r in rows], system_prompt, max_new_tokens)
+    return sum(token_f1(reply, row.answer) for reply, row in zip(replies, rows)) / len(rows)
 
 
 class _WithoutGold:
     """A retriever that never returns a chunk of the question's gold documents: retrieval that missed."""
 
-    def __init__(self, retriever, rows: list[dict]):
+    def __init__(self, retriever, rows: list[Example]):
         self.retriever = retriever
-        self.gold = {row["question"]: set(row["doc_ids"]) for row in rows}  # prepared rows always list them
+        self.gold = {row.question: set(row.gold_doc_ids) for row in rows}
 
     def search(self, question: str, k: int):
         hits = self.retriever.search(question, k + 20)
@@ -141,7 +142,7 @@ class _WithoutGold:
 def rag_test_f1(config, home: Path, variants: list[str], max_new_tokens: int) -> dict:
     """Mean token F1 per variant and retrieval condition, greedy, through the engine's RAG prompt."""
     engine = Engine(config, "demo", home)
-    rows = read_jsonl(run_paths("demo", home).split("test"))
+    rows = [e for e in read_split(run_paths("demo", home).split("test")) if e.is_question]
     decoding = Decoding(max_new_tokens=max_new_tokens)
     retrieved = engine.retriever
     figures = {}
@@ -149,8 +150,8 @@ def rag_test_f1(config, home: Path, variants: list[str], max_new_tokens: int) ->
         engine.retriever = retriever
         scores = {v: 0.0 for v in variants}
         for row in rows:
-            for v, answer in engine.answer(row["question"], variants, decoding=decoding).items():
-                scores[v] += token_f1(answer.text, row["answer"]) / len(rows)
+            for v, answer in engine.answer(row.question, variants, decoding=decoding).items():
+                scores[v] += token_f1(answer.text, row.answer) / len(rows)
         figures[condition] = {v: round(score, 4) for v, score in scores.items()}
     return figures
 

@@ -37,9 +37,8 @@ from workbench.judge.hallucination import (
     make_detector,
     precision_recall,
 )
-from workbench.judge.labelled import build_labelled_set, load_documents, summary
+from workbench.judge.labelled import build_labelled_set, load_documents, load_questions, summary
 from workbench.retrieval.index import Retriever, build_index
-from workbench.workspace import read_jsonl
 
 DEMO = Path(__file__).resolve().parent.parent / "demo"
 SEED = 13
@@ -175,7 +174,7 @@ def main() -> None:
             prepare("demo", [DEMO / "corpus"], DEMO / "qa.jsonl", home=home, progress=False)
             build_index("demo", home=home, progress=False)
         config = Config()
-        rows = build_labelled_set(read_jsonl(DEMO / "qa.jsonl"), load_documents("demo", home), SEED)
+        rows = build_labelled_set(load_questions("demo", home), load_documents("demo", home), SEED)
         calibration = [r for r in rows if r["half"] == "calibration"][: args.limit]
         evaluation = [r for r in rows if r["half"] == "evaluation"][: args.limit]
         retriever = Retriever.load("demo", config, home)

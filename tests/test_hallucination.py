@@ -21,7 +21,7 @@ from workbench.judge.hallucination import (
     precision_recall,
     register_detector,
 )
-from workbench.judge.labelled import build_labelled_set, load_documents
+from workbench.judge.labelled import build_labelled_set, load_documents, load_questions
 from workbench.judge.reference import is_abstention
 from workbench.workspace import read_jsonl
 
@@ -133,13 +133,14 @@ def test_metrics_on_known_cases():
 def labelled(demo_index):
     home, _ = demo_index
     documents = load_documents("demo", home)
-    return build_labelled_set(read_jsonl(REPO / "demo" / "qa.jsonl"), documents, seed=13), documents
+    return build_labelled_set(load_questions("demo", home), documents, seed=13), documents
 
 
 def test_labelled_set_corrupts_real_facts_deterministically(labelled, demo_index):
     rows, documents = labelled
-    assert rows == build_labelled_set(read_jsonl(REPO / "demo" / "qa.jsonl"), documents, seed=13)
-    assert rows != build_labelled_set(read_jsonl(REPO / "demo" / "qa.jsonl"), documents, seed=14)
+    home, _ = demo_index
+    assert rows == build_labelled_set(load_questions("demo", home)[::-1], documents, seed=13)  # order-free
+    assert rows != build_labelled_set(load_questions("demo", home), documents, seed=14)
     kinds = {r["kind"] for r in rows}
     assert kinds == {"true", "swapped_number", "swapped_name", "invented_fact"}
     true_words = [len(r["answer"].split()) for r in rows if r["label"] == 0 and r["change"]]

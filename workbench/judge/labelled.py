@@ -1,4 +1,4 @@
-"""A labelled hallucination set built from a QA file: true reference answers against corrupted ones.
+"""A labelled hallucination set built from a prepared run's questions: true reference answers against corrupted ones.
 
 Each answerable QA pair gives its reference answer (label 0) and one corruption of it (label 1), taking turns over
 three kinds: a number or date changed (`swapped_number`), a name or product code replaced by another from the
@@ -7,8 +7,8 @@ Every substitute is chosen so that it does not occur in the pair's gold document
 changes a fact. Where the corruption appends a sentence, the true answer gets a sentence of its gold documents
 appended too, so that true and false answers have similar lengths. Unanswerable pairs give their abstention only
 (label 0). Pairs are split by a seeded shuffle into a
-`calibration` half and an `evaluation` half, so a threshold fitted on one is reported on the other. The same QA
-rows, documents and seed give the same set.
+`calibration` half and an `evaluation` half, so a threshold fitted on one is reported on the other. The same
+questions, documents and seed give the same set.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from workbench.judge.claims import split_sentences
 from workbench.judge.facts import extract_facts, name_in
+from workbench.records import Example, read_split
 from workbench.workspace import read_jsonl, run_paths
 
 CORRUPTIONS = ("swapped_number", "swapped_name", "invented_fact")
@@ -38,37 +39,44 @@ def load_documents(name: str, home: str | Path | None = None) -> dict[str, str]:
     return {row["id"]: f"{row['title']}\n{row['text']}" for row in read_jsonl(run_paths(name, home).documents)}
 
 
-def build_labelled_set(qa_rows: list[dict], documents: dict[str, str], seed: int = 13) -> list[dict]:
+def load_questions(name: str, home: str | Path | None = None) -> list[Example]:
+    """Every question of a prepared run (all splits; corpus examples left out)."""
+    paths = run_paths(name, home)
+    return [e for split in ("train", "val", "test") for e in read_split(paths.split(split)) if e.is_question]
+
+
+def build_labelled_set(questions: list[Example], documents: dict[str, str], seed: int = 13) -> list[dict]:
     """Rows `{id, qa_id, question, answer, reference, label, kind, change, doc_ids, half}`; label 1 = hallucinated.
 
+    `questions` are examples with a reference answer (`Example.is_question`); `doc_ids` are their gold documents.
     `change` says what a corruption replaced or added (`{"from", "to"}`); `half` is `calibration` or `evaluation`.
     """
     rng = random.Random(seed)
     pools = _corpus_pools(documents)
-    ids = sorted(row["id"] for row in qa_rows)
+    ids = sorted(qa.id for qa in questions)
     rng.shuffle(ids)
     half = {qa_id: "calibration" if i < len(ids) // 2 else "evaluation" for i, qa_id in enumerate(ids)}
     rows = []
-    for position, qa in enumerate(sorted(qa_rows, key=lambda r: r["id"])):
-        doc_ids = qa.get("doc_ids") or ([qa["doc_id"]] if qa.get("doc_id") else [])
-        base = {"qa_id": qa["id"], "question": qa["question"], "reference": qa["answer"], "doc_ids": doc_ids}
-        base["half"] = half[qa["id"]]
-        true = base | {"id": f"{qa['id']}-true", "answer": qa["answer"], "label": 0, "kind": "true", "change": None}
+    for position, qa in enumerate(sorted(questions, key=lambda q: q.id)):
+        doc_ids = qa.gold_doc_ids
+        base = {"qa_id": qa.id, "question": qa.question, "reference": qa.answer, "doc_ids": doc_ids}
+        base["half"] = half[qa.id]
+        true = base | {"id": f"{qa.id}-true", "answer": qa.answer, "label": 0, "kind": "true", "change": None}
         rows.append(true)
         gold = "\n".join(documents.get(d, "") for d in doc_ids)
         if not gold:
             continue  # unanswerable: nothing to corrupt against
         for turn in range(len(CORRUPTIONS)):
             kind = CORRUPTIONS[(position + turn) % len(CORRUPTIONS)]
-            corrupted = CORRUPT[kind](qa["answer"], qa["question"], gold, pools, rng)
+            corrupted = CORRUPT[kind](qa.answer, qa.question, gold, pools, rng)
             if corrupted:
                 answer, change = corrupted
-                rows.append(base | {"id": f"{qa['id']}-{kind}", "answer": answer, "label": 1, "kind": kind})
+                rows.append(base | {"id": f"{qa.id}-{kind}", "answer": answer, "label": 1, "kind": kind})
                 rows[-1]["change"] = change
                 if kind == "invented_fact":  # the true answer gets a true extra sentence: length gives nothing away
-                    extra = _supported_sentence(gold, qa["answer"], len(change["to"].split()), rng)
+                    extra = _supported_sentence(gold, qa.answer, len(change["to"].split()), rng)
                     if extra:
-                        true["answer"] = f"{qa['answer'].rstrip()} {extra}"
+                        true["answer"] = f"{qa.answer.rstrip()} {extra}"
                         true["change"] = {"from": None, "to": extra, "supported": True}
                 break
     return rows
