@@ -16,6 +16,7 @@ from peft import LoraConfig, get_peft_model
 
 from workbench.config import Config
 from workbench.models import fresh_causal_lm
+from workbench.report.summary import variant_summary
 from workbench.session import Arena, ArenaError, Column, Source, blind_order, load_references, normalise_question
 from workbench.ui.render import column_html
 from workbench.workspace import run_paths
@@ -138,7 +139,7 @@ def test_rating_then_vote_reveals_and_ends_the_blind_conversation(arena):
     session.rate(vote="all_bad", comment="none of them know")
     turn_level = [r for r in arena.store.ratings("demo") if r["rater"] == "r4" and r["answer_id"] is None]
     assert [(r["vote"], r["comment"]) for r in turn_level] == [("all_bad", "none of them know")]
-    summary = arena.store.variant_summary("demo")
+    summary = variant_summary(arena.store, "demo")
     assert summary[session.order[0]]["all_bad"] >= 1 and summary[best["variant"]]["wins"] >= 1
 
 

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from workbench import store as store_module
 from workbench.data.loaders import BadInputError
-from workbench.store import ANSWER_FIELDS, MIGRATIONS, RATING_CSV_COLUMNS, Store, StoreUnusable
+from workbench.report.exports import RATING_CSV_COLUMNS, export_ratings_csv
+from workbench.report.summary import variant_summary
+from workbench.store import ANSWER_FIELDS, MIGRATIONS, Store, StoreUnusable
+from workbench.store import schema as schema_module
+from workbench.store.schema import _SCHEMA_1, Migration
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -308,7 +311,7 @@ def summary_fixture(store: Store) -> None:
 def test_variant_summary_arithmetic(store):
     summary_fixture(store)
     common = {"answers": 2, "ties": 1, "all_bad": 1}
-    assert store.variant_summary("r") == {
+    assert variant_summary(store, "r") == {
         "base": {
             **common,
             "ratings": 2,
@@ -340,13 +343,13 @@ def test_variant_summary_arithmetic(store):
             "judges": {},
         },
     }
-    assert store.variant_summary("nope") == {}
+    assert variant_summary(store, "nope") == {}
 
 
 def test_export_ratings_csv_writes_every_rating_of_the_run(store, tmp_path):
     summary_fixture(store)
     out = tmp_path / "out" / "ratings.csv"
-    assert store.export_ratings_csv(out, run="r") == 9
+    assert export_ratings_csv(store, out, run="r") == 9
     with open(out, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)
@@ -369,7 +372,7 @@ def test_export_ratings_csv_writes_every_rating_of_the_run(store, tmp_path):
     }
     assert [row["comment"] for row in rows if row["vote"] == "all_bad"] == ["all wrong"]
     assert os.listdir(out.parent) == ["ratings.csv"]
-    assert store.export_ratings_csv(out) == 10
+    assert export_ratings_csv(store, out) == 10
 
 
 def test_concurrent_writers_from_threads_and_two_connections(target):
@@ -391,7 +394,7 @@ def test_concurrent_writers_from_threads_and_two_connections(target):
     positions = [p for future in done for p in future.result()]
     assert sorted(positions) == list(range(60))
     assert len(first.answers("r")) == 60 and len(second.ratings("r")) == 60
-    assert first.variant_summary("r")["base"]["mean_stars"] == 3.0
+    assert variant_summary(first, "r")["base"]["mean_stars"] == 3.0
     first.close()
     second.close()
 
@@ -403,24 +406,25 @@ def test_opening_a_version_0_store_creates_the_schema(tmp_path):
     raw.commit()
     raw.close()
     with Store.open(path) as opened:
-        assert opened.schema_version() == 1
+        assert opened.schema_version() == 2
         tables = {row["name"] for row in opened._rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"schema_migrations", "runs", "conversations", "turns", "answers", "judgements", "claim_flags"} | {
-        "ratings"
+        "ratings",
+        "evals",
     }
 
 
 def test_an_older_store_is_upgraded_one_transaction_per_migration(target, monkeypatch):
     with Store.open(target) as opened:
         opened.ensure_run("kept", config={"x": 1})
-    add_note = ("ALTER TABLE runs ADD COLUMN note TEXT", "UPDATE runs SET note = 'migrated'")
-    broken = ("ALTER TABLE runs ADD COLUMN other TEXT", "THIS IS NOT SQL")
-    monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, add_note, broken])
-    with pytest.raises(StoreUnusable, match="(?s)upgrading the store to schema version 3 failed.*left at version 2"):
+    add_note = Migration.same("ALTER TABLE runs ADD COLUMN note TEXT", "UPDATE runs SET note = 'migrated'")
+    broken = Migration.same("ALTER TABLE runs ADD COLUMN other TEXT", "THIS IS NOT SQL")
+    monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, add_note, broken])
+    with pytest.raises(StoreUnusable, match="(?s)upgrading the store to schema version 4 failed.*left at version 3"):
         Store.open(target)
-    monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, add_note])
+    monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, add_note])
     with Store.open(target) as opened:
-        assert opened.schema_version() == 2
+        assert opened.schema_version() == 3
         row = opened.ensure_run("kept")
     assert (row["config"], row["note"]) == ({"x": 1}, "migrated")
     assert "other" not in row
@@ -429,7 +433,7 @@ def test_an_older_store_is_upgraded_one_transaction_per_migration(target, monkey
 def test_a_store_newer_than_the_code_is_refused(target):
     with Store.open(target) as opened:
         opened._execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (7, "later"))
-    with pytest.raises(StoreUnusable, match="schema version 7 but this workbench knows versions up to 1"):
+    with pytest.raises(StoreUnusable, match="schema version 7 but this workbench knows versions up to 2"):
         Store.open(target)
 
 
@@ -495,3 +499,328 @@ def test_workbench_db_environment_variable_chooses_the_store(tmp_path, monkeypat
     with Store.open(home=tmp_path / "home") as store:
         store.ensure_run("demo")
     assert (tmp_path / "team.db").is_file() and not (tmp_path / "home" / "workbench.db").exists()
+
+
+# -- schema version 2: evals ---------------------------------------------------------------------------------------
+
+
+def raw_rows(store: Store, table: str) -> list[dict]:
+    return store._rows(f"SELECT * FROM {table} ORDER BY {'id' if table != 'runs' else 'name'}")
+
+
+def refused(store: Store, statement: str, params: tuple = ()) -> str:
+    """The database's error message for a statement it must refuse (outside any transaction)."""
+    with pytest.raises(Exception) as caught:
+        store._execute(statement, params)
+    assert not isinstance(caught.value, BadInputError)
+    return str(caught.value)
+
+
+def test_a_version_1_store_is_upgraded_keeping_every_row_and_foreign_key(target, monkeypatch):
+    monkeypatch.setattr(schema_module, "MIGRATIONS", [Migration.same(*_SCHEMA_1)])
+    with Store.open(target) as old:
+        assert old.schema_version() == 1
+        summary_fixture(old)  # runs, conversations, turns, answers, ratings, judgements, claims
+        tables = ("runs", "conversations", "turns", "answers", "judgements", "claim_flags", "ratings")
+        before = {table: raw_rows(old, table) for table in tables}
+        assert all(before.values())
+    monkeypatch.undo()
+    with Store.open(target) as store:
+        assert store.schema_version() == 2
+        after = {table: raw_rows(store, table) for table in tables}
+        new_columns = {"eval_id": None, "qa_id": None, "gold_rank": None}
+        assert after == {**before, "answers": [{**row, **new_columns} for row in before["answers"]]}
+        answer_ids = [a["id"] for a in store.answers("r")]
+        assert answer_ids == [f"{t}-{v}" for t in ("t1", "t2") for v in ("base", "ft", "rag")]
+        assert [j["id"] for j in store.judgements()] == [j["id"] for j in before["judgements"]]
+        assert len(store.claim_flags()) == len(before["claim_flags"]) and len(store.ratings()) == 10
+        assert variant_summary(store, "r")["ft"]["judges"]["h"] == {"mean": 1.0, "scored": 1, "failed": 0}
+
+        # Judgements, claim flags and ratings still reference the (rebuilt) answers table, and it is enforced.
+        dangling = (
+            "INSERT INTO judgements (answer_id, judge, score, details, created_at) VALUES ('nope', 'g', 1, '{}', 'x')"
+        )
+        assert "foreign key" in refused(store, dangling).lower()
+        assert "foreign key" in refused(store, "DELETE FROM answers WHERE id = 't1-base'").lower()
+        assert (
+            "foreign key" in refused(store, "UPDATE ratings SET answer_id = 'nope' WHERE answer_id = 't1-ft'").lower()
+        )
+        with pytest.raises(BadInputError, match="judgements.answer_id: no answer 'nope'"):
+            store.add_judgement("nope", "g", 1.0)
+        if target.endswith(".db"):
+            assert store._one("PRAGMA foreign_keys") == {"foreign_keys": 1}
+            assert store._rows("PRAGMA foreign_key_check") == []
+            assert store._one("PRAGMA integrity_check") == {"integrity_check": "ok"}
+            for table in ("judgements", "claim_flags", "ratings"):
+                referenced = {row["table"] for row in store._rows(f"PRAGMA foreign_key_list({table})")}
+                assert "answers" in referenced and not referenced & {"answers_new", "answers_old"}
+            names = {row["name"] for row in store._rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            assert "answers_new" not in names
+
+        # Exactly one of turn_id / eval_id, and eval answers name their QA pair.
+        columns = "id, variant, question, text, prompt, decoding, chunk_ids, chunk_scores, created_at"
+        values = "'x', 'base', 'q', 'a', '[]', '{}', '[]', '[]', 'now'"
+        assert "check" in refused(store, f"INSERT INTO answers ({columns}) VALUES ({values})").lower()
+        insert = f"INSERT INTO answers ({columns}, turn_id, eval_id) VALUES ({values}, 't1', 'e1')"
+        store.start_eval(**eval_setup())
+        assert "check" in refused(store, insert).lower()
+        insert = f"INSERT INTO answers ({columns}, eval_id) VALUES ({values}, 'e1')"
+        assert "check" in refused(store, insert).lower()
+
+        # Eval answers go in beside the old rows.
+        store.add_eval_answer("e1", "q1", eval_answer("q1", "base"), gold_rank=1, judgements=[judgement("g", 0.5)])
+        assert [a["id"] for a in store.answers("r")] == [*answer_ids, "e1-q1-base"]
+        assert store.judgements(eval_id="e1")[0]["score"] == 0.5
+
+
+def test_a_migration_that_breaks_a_foreign_key_is_rolled_back(tmp_path, monkeypatch):
+    path = tmp_path / "workbench.db"
+    with Store.open(path) as store:
+        store.ensure_run("r")
+    dangling = Migration(
+        sqlite=(
+            "INSERT INTO judgements (answer_id, judge, score, details, created_at) VALUES ('nope', 'g', 1, '{}', 'x')",
+        ),
+        postgresql=(),
+    )
+    monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, dangling])
+    with pytest.raises(StoreUnusable, match="(?s)version 3 failed \\(it breaks 1 foreign keys.*left at version 2"):
+        Store.open(path)
+    monkeypatch.undo()
+    with Store.open(path) as store:
+        assert store.schema_version() == 2 and store.judgements() == []
+        assert store._one("PRAGMA foreign_keys") == {"foreign_keys": 1}
+
+
+def eval_setup(**changes) -> dict:
+    """The arguments of `start_eval` for eval `e1` of run `r` (created if missing is the caller's job)."""
+    setup = {
+        "eval_id": "e1",
+        "run": "r",
+        "split": "test",
+        "variants": ["base", "rag"],
+        "judges": ["g", "h"],
+        "config_hash": "cfg@1",
+        "config": {"eval": {"k": 4}, "note": "ünïcode"},
+        "model_id": "smollm2-135m@abc123",
+        "adapter_ids": {"base": None, "rag": None},
+        "index_id": "idx@789",
+        "questions": 3,
+    }
+    return {**setup, **changes}
+
+
+def eval_answer(qa_id: str, variant: str, eval_id: str = "e1", **changes) -> dict:
+    """An `Answer.to_dict()` of an eval: its turn_id is whatever the engine set, which the store ignores."""
+    return {**answer(f"{eval_id}-{qa_id}", variant), "turn_id": "engine-turn", **changes}
+
+
+def judgement(judge: str, score: float | None, reason: str | None = None) -> dict:
+    """`Judgement.to_dict()`."""
+    return {"judge": judge, "score": score, "reason": reason, "details": {"raw": f"[[{score}]]"}}
+
+
+@pytest.fixture
+def evals_store(store):
+    store.ensure_run("r")
+    store.start_eval(**eval_setup())
+    return store
+
+
+def test_start_eval_returns_its_row_and_an_existing_eval_unchanged(store):
+    store.ensure_run("r")
+    row = store.start_eval(**eval_setup())
+    expected = {("id" if key == "eval_id" else key): value for key, value in eval_setup().items()}
+    assert {key: row[key] for key in expected} == expected
+    assert (row["finished_at"], row["counts"]) == (None, {}) and row["started_at"]
+    assert store.start_eval(**eval_setup(config_hash="cfg@2", questions=9, variants=["ft"], adapter_ids={})) == row
+    assert store.eval("e1") == row and store.eval("nope") is None
+    assert store.evals() == [{**row, "stored": 0}] and store.evals("other") == []
+    store.finish_eval("e1", {"answers": 6, "errors": 0})
+    finished = store.eval("e1")
+    assert finished == {**row, "finished_at": finished["finished_at"], "counts": {"answers": 6, "errors": 0}}
+    assert finished["finished_at"] >= row["started_at"]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"run": "missing"}, "evals.run: no run 'missing'"),
+        ({"eval_id": " "}, "evals.id"),
+        ({"split": ""}, "evals.split"),
+        ({"variants": []}, "evals.variants"),
+        ({"variants": ["base", "base"]}, "evals.variants"),
+        ({"judges": ["g", "g"]}, "evals.judges: .* names a judge twice"),
+        ({"judges": "g"}, "evals.judges"),
+        ({"config_hash": None}, "evals.config_hash"),
+        ({"config": "k=4"}, "evals.config: expected a dict"),
+        ({"adapter_ids": {"ft": "ft@1"}}, r"evals.adapter_ids: \['ft'\] are not among the variants"),
+        ({"adapter_ids": {"base": 3}}, "evals.adapter_ids"),
+        ({"questions": -1}, "evals.questions"),
+        ({"questions": True}, "evals.questions"),
+    ],
+)
+def test_bad_evals_name_the_field_and_store_nothing(store, changes, message):
+    store.ensure_run("r")
+    with pytest.raises(BadInputError, match=message):
+        store.start_eval(**eval_setup(**changes))
+    assert store.evals() == []
+
+
+def test_an_eval_answer_is_stored_with_its_judgements_and_claims(evals_store):
+    store = evals_store
+    claims = [
+        {"claim": "WAL logs first.", "score": 0.25, "supported": True, "evidence": [{"chunk_id": "doc1#0"}]},
+        {"claim": "It is slow.", "score": 0.75, "supported": False},
+    ]
+    record = eval_answer("q1", "rag")
+    judged = [judgement("g", 0.5), judgement("h", None, reason="no [[score]]")]
+    store.add_eval_answer("e1", "q1", record, gold_rank=2, judgements=judged, claims=("nli", claims))
+    store.add_eval_answer("e1", "q1", eval_answer("q1", "base"))
+    [stored, _] = store.answers(eval_id="e1")[::-1]
+    assert {key: stored[key] for key in ANSWER_FIELDS} == {**record, "turn_id": None}
+    assert (stored["eval_id"], stored["qa_id"], stored["gold_rank"], stored["run"]) == ("e1", "q1", 2, "r")
+    assert (stored["conversation_id"], stored["position"]) == (None, None)
+    rows = store.judgements(eval_id="e1")
+    assert [(j["answer_id"], j["judge"], j["score"], j["reason"], j["details"]) for j in rows] == [
+        ("e1-q1-rag", "g", 0.5, None, {"raw": "[[0.5]]"}),
+        ("e1-q1-rag", "h", None, "no [[score]]", {"raw": "[[None]]"}),
+    ]
+    assert {(j["variant"], j["run"], j["eval_id"], j["qa_id"]) for j in rows} == {("rag", "r", "e1", "q1")}
+    flags = store.claim_flags(eval_id="e1")
+    assert [(f["position"], f["claim"], f["supported"], f["evidence"], f["qa_id"], f["run"]) for f in flags] == [
+        (0, "WAL logs first.", True, [{"chunk_id": "doc1#0"}], "q1", "r"),
+        (1, "It is slow.", False, [], "q1", "r"),
+    ]
+    assert store.eval_keys("e1") == {("q1", "rag"), ("q1", "base")} and store.eval_keys("nope") == set()
+    assert store.evals("r")[0]["stored"] == 2
+    # An eval answer can be judged again like any answer, but not rated: ratings are of arena turns.
+    store.add_judgement("e1-q1-base", "g", 1.0)
+    assert len(store.judgements(eval_id="e1")) == 3 and store.ratings() == []
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s: s.add_eval_answer("e9", "q1", eval_answer("q1", "base")), "answers.eval_id: no eval 'e9'"),
+        (lambda s: s.add_eval_answer("e1", "q1", eval_answer("q1", "ft")), "answers.variant: 'ft' is not one of"),
+        (lambda s: s.add_eval_answer("e1", "", eval_answer("q1", "base")), "answers.qa_id"),
+        (
+            lambda s: s.add_eval_answer("e1", "q1", eval_answer("q1", "base", id="other")),
+            "answers.qa_id: eval 'e1' already has an answer to 'q1' from 'base'",
+        ),
+        (lambda s: s.add_eval_answer("e1", "q2", eval_answer("q1", "base")), "answers.id: answer 'e1-q1-base'"),
+        (lambda s: s.add_eval_answer("e1", "q2", eval_answer("q2", "rag"), gold_rank=-1), "answers.gold_rank"),
+        (lambda s: s.add_eval_answer("e1", "q2", eval_answer("q2", "rag"), gold_rank=True), "answers.gold_rank"),
+        (lambda s: s.add_eval_answer("e1", "q2", {"id": "x"}), r"answers: missing keys \['decoding'"),
+        (
+            lambda s: s.add_eval_answer("e1", "q2", eval_answer("q2", "rag"), judgements=[judgement("g", 1.0), {}]),
+            r"judgements\[1\]: got \[\]",
+        ),
+        (
+            lambda s: s.add_eval_answer(
+                "e1", "q2", eval_answer("q2", "rag"), judgements=[judgement("g", 1.0), judgement("g", float("nan"))]
+            ),
+            r"judgements\[1\].score: nan is not a number",
+        ),
+        (
+            lambda s: s.add_eval_answer(
+                "e1", "q2", eval_answer("q2", "rag"), judgements=[judgement("g", 1.0), judgement("h", None)]
+            ),
+            r"judgements\[1\].reason: a judgement without a score",
+        ),
+        (
+            lambda s: s.add_eval_answer(
+                "e1", "q2", eval_answer("q2", "rag"), judgements=[judgement("g", 1.0), judgement("g", 0.5)]
+            ),
+            r"judgements\[1\].judge: 'g' judges this answer twice",
+        ),
+        (
+            lambda s: s.add_eval_answer(
+                "e1",
+                "q2",
+                eval_answer("q2", "rag"),
+                judgements=[judgement("g", 1.0)],
+                claims=("nli", [{"claim": "a", "score": 0.5, "supported": True}, {"claim": "b", "score": 2}]),
+            ),
+            r"claims\[1\]: got \['claim', 'score'\]",
+        ),
+        (
+            lambda s: s.add_eval_answer("e1", "q2", eval_answer("q2", "rag"), claims=[{"claim": "a"}]),
+            "claims: .* give None or \\(detector, \\[claim, ...\\]\\)",
+        ),
+        (lambda s: s.add_eval_answer("e1", "q2", eval_answer("q2", "rag"), claims=("", [])), "claim_flags.detector"),
+        (lambda s: s.add_rating("t1", "ann", "e1-q1-base", stars=3), "answer 'e1-q1-base' is an eval's"),
+        (lambda s: s.finish_eval("e9", {}), "evals.id: no eval 'e9'"),
+        (lambda s: s.finish_eval("e1", ["answers"]), "evals.counts"),
+    ],
+)
+def test_bad_eval_answers_name_the_field_and_store_nothing(evals_store, call, message):
+    store = evals_store
+    conversation(store, "r", ["t1"], variants=("base",))
+    store.add_eval_answer("e1", "q1", eval_answer("q1", "base"), judgements=[judgement("g", 1.0)])
+    state = (store.answers(), store.judgements(), store.claim_flags(), store.ratings(), store.evals())
+    with pytest.raises(BadInputError, match=message):
+        call(store)
+    assert (store.answers(), store.judgements(), store.claim_flags(), store.ratings(), store.evals()) == state
+
+
+def test_an_eval_answer_is_stored_whole_or_not_at_all(evals_store, monkeypatch):
+    """A failure after the answer and its judgements are written, while writing its claims, leaves none of them."""
+    store = evals_store
+    insert_many = store._insert_many
+
+    def failing(table, rows):
+        if table == "claim_flags":
+            raise RuntimeError("disk full")
+        insert_many(table, rows)
+
+    monkeypatch.setattr(store, "_insert_many", failing)
+    claims = ("nli", [{"claim": "a", "score": 0.5, "supported": True}])
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.add_eval_answer("e1", "q1", eval_answer("q1", "rag"), judgements=[judgement("g", 1.0)], claims=claims)
+    assert (store.answers(), store.judgements(), store.claim_flags(), store.eval_keys("e1")) == ([], [], [], set())
+    monkeypatch.undo()
+    store.add_eval_answer("e1", "q1", eval_answer("q1", "rag"), judgements=[judgement("g", 1.0)], claims=claims)
+    assert (len(store.answers()), len(store.judgements()), len(store.claim_flags())) == (1, 1, 1)
+
+
+def test_queries_give_arena_rows_then_eval_rows_by_eval_qa_pair_and_variant(store):
+    conversation(store, "r", ["t1", "t2"], variants=("base", "rag"))
+    conversation(store, "other", ["o1"], variants=("base",))
+    store.start_eval(**eval_setup())
+    store.start_eval(**eval_setup(eval_id="e0"))  # started later, so listed after e1 despite its id
+    store.start_eval(**eval_setup(eval_id="x1", run="other"))
+    for eval_id, qa_id, variant in [("e0", "q1", "base"), ("e1", "q2", "rag"), ("e1", "q1", "rag")] + [
+        ("e1", "q2", "base"),
+        ("e1", "q1", "base"),
+        ("x1", "q1", "base"),
+    ]:
+        claims = ("nli", [{"claim": "c", "score": 0.75, "supported": False}])
+        store.add_eval_answer(
+            eval_id, qa_id, eval_answer(qa_id, variant, eval_id), judgements=[judgement("g", 0.5)], claims=claims
+        )
+    # Arena judgements and claims stored out of variant order keep their own order (stored / by answer id).
+    for answer_id in ("t2-rag", "t1-base", "t2-base"):
+        store.add_judgement(answer_id, "g", 0.25)
+        store.add_claims(answer_id, "nli", [{"claim": "c", "score": 0.25, "supported": True}] * 2)
+
+    arena = ["t1-base", "t1-rag", "t2-base", "t2-rag"]
+    evals = ["e1-q1-base", "e1-q1-rag", "e1-q2-base", "e1-q2-rag", "e0-q1-base"]
+    assert [a["id"] for a in store.answers("r")] == arena + evals
+    assert [a["id"] for a in store.answers()] == arena + ["o1-base"] + evals + ["x1-q1-base"]
+    assert [a["id"] for a in store.answers(eval_id="e1")] == evals[:4]
+    assert store.answers("other", eval_id="e1") == [] and store.answers(eval_id="nope") == []
+    assert [j["answer_id"] for j in store.judgements("r")] == ["t2-rag", "t1-base", "t2-base"] + evals
+    assert [j["answer_id"] for j in store.judgements(eval_id="e0")] == ["e0-q1-base"]
+    assert [(f["answer_id"], f["position"]) for f in store.claim_flags("r")] == [
+        (answer_id, position) for answer_id in ("t1-base", "t2-base", "t2-rag") for position in (0, 1)
+    ] + [(answer_id, 0) for answer_id in evals]
+    assert [f["answer_id"] for f in store.claim_flags("other")] == ["x1-q1-base"]
+    assert [e["id"] for e in store.evals()] == ["e1", "e0", "x1"]
+    assert [(e["id"], e["stored"]) for e in store.evals("r")] == [("e1", 4), ("e0", 1)]
+    # The arena summary counts arena answers only.
+    summary = variant_summary(store, "r")
+    assert {variant: row["answers"] for variant, row in summary.items()} == {"base": 2, "rag": 2}
+    assert summary["base"]["judges"]["g"] == {"mean": 0.25, "scored": 2, "failed": 0}
+    assert summary["base"]["auto_flagged"] == {}

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from workbench.report.exports import export_ratings_csv
+from workbench.report.summary import variant_summary
 from workbench.session import Arena
 from workbench.ui.render import CSS, esc, summary_html
 
@@ -32,6 +34,6 @@ class RatingsTab:
         if not name:
             return "<p>No prepared run.</p>", gr.update(visible=False)
         path = self.export_dir / f"ratings-{name}.csv"
-        rows = self.arena.store.export_ratings_csv(path, name)
-        table = summary_html(self.arena.store.variant_summary(name))
+        rows = export_ratings_csv(self.arena.store, path, name)
+        table = summary_html(variant_summary(self.arena.store, name))
         return f"{table}<p>{rows} ratings stored for run {esc(name)}.</p>", gr.update(value=str(path), visible=True)

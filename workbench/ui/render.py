@@ -214,7 +214,7 @@ SUMMARY_COLUMNS = (
 
 
 def summary_html(summary: dict[str, dict]) -> str:
-    """`Store.variant_summary` as a table: one row per variant, automatic flags and judge means at the end."""
+    """`workbench.report.summary.variant_summary` as a table: a row per variant, automatic flags and judges last."""
     if not summary:
         return "<p>No answers stored for this run yet: ask something in the Arena tab.</p>"
     judges = sorted({j for row in summary.values() for j in row.get("judges", {})})

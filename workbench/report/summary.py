@@ -1,0 +1,77 @@
+"""Per-variant summaries of a run's arena: counts, star means, votes, human and automatic flags, judge means."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from workbench.store import Store
+
+
+def variant_summary(store: Store, run: str) -> dict[str, dict]:
+    """`summarize` over the arena rows of `run` (answers to conversation turns; eval answers are left out)."""
+    with store.snapshot():
+        answers, ratings = store.answers(run), store.ratings(run)
+        judgements, claims = store.judgements(run), store.claim_flags(run)
+    arena = [[row for row in rows if row["eval_id"] is None] for rows in (answers, judgements, claims)]
+    return summarize(arena[0], ratings, arena[1], arena[2])
+
+
+def summarize(answers: list[dict], ratings: list[dict], judgements: list[dict], claims: list[dict]) -> dict[str, dict]:
+    """Per variant, from the rows of `Store.answers/ratings/judgements/claim_flags` of one run:
+
+    `answers`; `ratings` (answer-level ratings) and `mean_stars` (None without stars); `wins` (`best` votes on
+    its answers); `ties` and `all_bad` (such votes on turns it answered); `human_flagged` (answers a rater flagged
+    as hallucinated) and `human_flag_rate` (over answers with a True/False flag; None without one);
+    `auto_flagged` ({detector: answers with an unsupported claim}); `judges` ({judge: {mean, scored, failed}},
+    mean over scored answers, failed = NULL scores).
+    """
+    variant_of = {a["id"]: a["variant"] for a in answers}
+    turn_variants: dict[str, set[str]] = defaultdict(set)
+    for a in answers:
+        turn_variants[a["turn_id"]].add(a["variant"])
+    summary = {
+        variant: {"answers": 0, "ratings": 0, "mean_stars": None, "wins": 0, "ties": 0, "all_bad": 0}
+        for variant in sorted(set(variant_of.values()))
+    }
+    for a in answers:
+        summary[a["variant"]]["answers"] += 1
+    stars, checked, flagged = defaultdict(list), defaultdict(set), defaultdict(set)
+    for r in ratings:
+        if r["answer_id"] is None:
+            if r["vote"] is not None:
+                for variant in turn_variants[r["turn_id"]]:
+                    summary[variant]["ties" if r["vote"] == "tie" else "all_bad"] += 1
+            continue
+        variant = variant_of[r["answer_id"]]
+        summary[variant]["ratings"] += 1
+        if r["vote"] == "best":
+            summary[variant]["wins"] += 1
+        if r["stars"] is not None:
+            stars[variant].append(r["stars"])
+        if r["hallucinated"] is not None:
+            checked[variant].add(r["answer_id"])
+        if r["hallucinated"]:
+            flagged[variant].add(r["answer_id"])
+    unsupported: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    for c in claims:
+        if not c["supported"]:
+            unsupported[c["variant"]][c["detector"]].add(c["answer_id"])
+    scores: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for j in judgements:
+        scores[j["variant"]][j["judge"]].append(j["score"])
+    for variant, row in summary.items():
+        row["mean_stars"] = sum(stars[variant]) / len(stars[variant]) if stars[variant] else None
+        row["human_flagged"] = len(flagged[variant])
+        row["human_flag_rate"] = len(flagged[variant]) / len(checked[variant]) if checked[variant] else None
+        row["auto_flagged"] = {detector: len(ids) for detector, ids in sorted(unsupported[variant].items())}
+        row["judges"] = {judge: _judge_stats(values) for judge, values in sorted(scores[variant].items())}
+    return summary
+
+
+def _judge_stats(values: list[float | None]) -> dict:
+    scored = [v for v in values if v is not None]
+    return {
+        "mean": sum(scored) / len(scored) if scored else None,
+        "scored": len(scored),
+        "failed": len(values) - len(scored),
+    }
