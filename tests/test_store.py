@@ -1,5 +1,6 @@
-"""The store: schema versions, validation, JSON round trip, crash durability, concurrent writers, summary arithmetic
-and CSV export. API tests run on SQLite and on a throwaway PostgreSQL server where its binaries and psycopg exist."""
+"""The store: schema versions (and the version 1 -> 2 upgrade), validation, JSON round trip, crash durability,
+concurrent writers, evals (atomic answers, uniqueness, query order), and the report's summary arithmetic and CSV
+export. API tests run on SQLite and on a throwaway PostgreSQL server where its binaries and psycopg exist."""
 
 import ast
 import csv
