@@ -142,12 +142,13 @@ def fp32_engine(engine_home):
     ],
     ids=["native-greedy", "native-seeded-sampling", "fp32-greedy"],
 )
-def test_answers_are_identical_alone_and_in_batches_of_2_4_and_12_rows(engine, fp32_engine, precision, decoding):
+def test_answers_are_identical_alone_in_turns_of_2_and_4_and_in_a_12_row_batch_on_2_threads(engine, fp32_engine, precision, decoding):
     chosen = engine if precision == "auto" else fp32_engine
     if precision == "fp32":
         assert chosen.precision.startswith("float32")
     variants = ["base", "ft", "rag", "ft_rag"]
-    twelve = chosen.answer_batch(QUESTIONS, variants, decoding)  # 3 questions x 4 variants: 3 decoding groups
+    # 3 questions x 4 variants on 2 threads, each decoding 4 slots that the waiting rows take as answers end
+    twelve = chosen.answer_batch(QUESTIONS, variants, decoding, workers=2)
     for question, batched in zip(QUESTIONS, twelve):
         four = chosen.answer(question, variants, decoding=decoding)
         two = chosen.answer(question, ["ft_rag", "base"], decoding=decoding)
@@ -302,18 +303,40 @@ def test_cli_ask_prints_every_variant(engine_home, tmp_path, capsys):
     assert "unknown variant 'gpt'" in capsys.readouterr().err
 
 
-def test_growing_cache_layer_matches_the_stock_layer():
+def test_growing_cache_layer_keeps_each_placed_row_as_the_stock_layer_would():
     from transformers.cache_utils import DynamicLayer
 
-    from workbench.engine import _GrowingLayer
+    from workbench.engine import DECODE_ROWS, _GrowingLayer
 
     torch.manual_seed(0)
-    stock, growing = DynamicLayer(), _GrowingLayer()
-    for length in [300, *[1] * 300]:  # a prefill, then steps past the first spare room
-        keys, values = torch.randn(3, 2, length, 8), torch.randn(3, 2, length, 8)
-        expected, got = stock.update(keys, values), growing.update(keys, values)
-        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
-    assert growing.get_seq_length() == stock.get_seq_length() == 600
+    growing, stock = _GrowingLayer(), [DynamicLayer() for _ in range(DECODE_ROWS)]
+    live: list[int] = []
+
+    def place(slot: int, length: int) -> None:
+        keys, values = torch.randn(1, 2, length, 8), torch.randn(1, 2, length, 8)
+        growing.place(slot, keys, values)
+        stock[slot] = DynamicLayer()
+        stock[slot].update(keys, values)
+        live.append(slot)
+
+    def steps(count: int) -> None:
+        for _ in range(count):
+            keys, values = torch.randn(DECODE_ROWS, 2, 1, 8), torch.randn(DECODE_ROWS, 2, 1, 8)
+            growing.update(keys, values)
+            for slot in live:
+                stock[slot].update(keys[slot : slot + 1], values[slot : slot + 1])
+
+    place(0, 300)
+    steps(5)
+    place(2, 500)  # longer than the layer: every row moves right
+    steps(3)
+    place(1, 40)  # shorter: it ends with the others
+    steps(300)  # past the first spare room
+    for slot in live:
+        length = stock[slot].get_seq_length()
+        assert torch.equal(growing.keys[slot : slot + 1, :, -length:], stock[slot].keys), slot
+        assert torch.equal(growing.values[slot : slot + 1, :, -length:], stock[slot].values), slot
+    assert growing.get_seq_length() == 500 + 303
 
 
 def test_a_raft_trained_adapter_serves_the_ft_rag_column(engine_home, tmp_path):

@@ -12,6 +12,7 @@ variant carries its `Answer` record.
 
 from __future__ import annotations
 
+import collections
 import queue
 import re
 import threading
@@ -159,6 +160,7 @@ class Engine:
                 for v in chosen
                 if not v.remote
             ]
+            rows.sort(key=lambda row: len(row.prompt_ids))  # the short prompts' columns start first
             yield from self._local_answers(rows, started, remote_events)
             finished = 0
             while finished < len(remotes):
@@ -171,25 +173,46 @@ class Engine:
         return {e.variant: e.answer for e in self.stream(question, variants, **kwargs) if e.done}
 
     def answer_batch(
-        self, questions: list[str], variants: list[str] | None = None, decoding: Decoding | None = None
+        self,
+        questions: list[str],
+        variants: list[str] | None = None,
+        decoding: Decoding | None = None,
+        workers: int = 1,
     ) -> list[dict[str, Answer]]:
-        """Every local variant's answer to each of `questions`, all (question, variant) rows decoded together;
-        each answer is the one `answer` gives for that question and variant alone."""
+        """Every local variant's answer to each of `questions` (see `answers`), by question."""
+        found: list[dict[str, Answer]] = [{} for _ in questions]
+        for position, answer in self.answers(questions, variants, decoding, workers):
+            found[position][answer.variant] = answer
+        return found
+
+    def answers(
+        self,
+        questions: list[str],
+        variants: list[str] | None = None,
+        decoding: Decoding | None = None,
+        workers: int = 1,
+    ) -> Iterator[tuple[int, Answer]]:
+        """(position of the question, answer) for every (question, local variant) row, as each answer ends.
+
+        All rows share the decoding steps: `workers` threads each decode one group of `DECODE_ROWS` rows, and a
+        row that ends hands its slot to the next waiting row. Each answer is the one `answer` gives for that
+        question and variant alone; its `ttft_s` and `total_s` count from the moment its row started. Closing
+        the iterator stops the workers after their current step.
+        """
         chosen = self._chosen(variants)
         if any(v.remote for v in chosen):
-            raise VariantUnavailable("answer_batch serves local variants only; ask remote ones with `answer`")
+            raise VariantUnavailable("batched answers come from local variants only; ask remote ones with `answer`")
         decoding = decoding or Decoding.from_config(self.config.chat)
         turns = [uuid.uuid4().hex for _ in questions]
+        position = {turn: i for i, turn in enumerate(turns)}
         rows = []
         for question, turn in zip(questions, turns):
-            hits = self._sources(question, chosen)
+            hits = self._sources(question, chosen)  # as each question alone: a batched query embeds differently
             rows += [self._row(v, question, [], hits, decoding, turn) for v in chosen]
-        answers: dict[str, dict[str, Answer]] = {turn: {} for turn in turns}
         with self.lock:
-            for event in self._local_answers(rows, time.perf_counter(), queue.Queue()):
+            for event in self._local_answers(rows, None, queue.Queue(), workers):
                 if event.done:
-                    answers[event.answer.turn_id][event.variant] = event.answer
-        return [answers[turn] for turn in turns]
+                    yield position[event.answer.turn_id], event.answer
 
     def _chosen(self, variants: list[str] | None) -> list[Variant]:
         chosen = [variant(n, self.config.chat) for n in (variants or self.available())]
@@ -213,36 +236,78 @@ class Engine:
         adapter = self.adapter_for.get(v.adapter) if v.adapter else None
         return _Row(v, question, messages, ids, adapter, decoding, shown, turn_id)
 
-    def _local_answers(self, rows: list[_Row], started: float, remote_events: queue.Queue) -> Iterator[Event]:
-        if not rows:
+    def _local_answers(
+        self, rows: list[_Row], started: float | None, remote_events: queue.Queue, workers: int = 1
+    ) -> Iterator[Event]:
+        """Decode `rows` (in their order) on `workers` threads; `started` None times each row from its own start."""
+        waiting = collections.deque(rows)
+        if workers <= 1 or len(rows) <= DECODE_ROWS:
+            yield from self._decode(waiting, started, remote_events, threading.Event())
             return
-        rows = sorted(rows, key=lambda r: len(r.prompt_ids))
-        caches = []
-        for row in rows:
-            _one_thread()
-            self.bank.set_rows([row.adapter])
-            out = self._forward(torch.tensor([row.prompt_ids]), None, DynamicCache())
-            caches.append(out.cache)
-            yield from self._take(row, out.logits[0, -1], started)
-            yield from _drain(remote_events)
-        live = [i for i, row in enumerate(rows) if not row.done]
-        groups = [
-            _Group([rows[i] for i in live[g : g + DECODE_ROWS]], [caches[i] for i in live[g : g + DECODE_ROWS]])
-            for g in range(0, len(live), DECODE_ROWS)
-        ]
-        del caches
-        while groups:
-            for group in groups:
+        events: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for event in self._decode(waiting, started, queue.Queue(), stop):
+                    events.put(event)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+                events.put(exc)
+            finally:
+                events.put(None)
+
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        try:
+            while running:
+                try:
+                    item = events.get(timeout=0.1)  # a timeout keeps Ctrl-C deliverable
+                except queue.Empty:
+                    continue
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+    def _decode(
+        self, waiting: collections.deque, started: float | None, remote_events: queue.Queue, stop: threading.Event
+    ) -> Iterator[Event]:
+        """One group of `DECODE_ROWS` slots: each free slot takes the next waiting row (prefilled on its own), and
+        every step decodes the whole group; the rows' steps have the same shape whatever else is in the group."""
+        group = _Group()
+        while not stop.is_set():
+            while group.free() and not stop.is_set():
+                try:
+                    row = waiting.popleft()
+                except IndexError:
+                    break
                 _one_thread()
-                self.bank.set_rows(group.adapters())
-                last, positions, lengths = group.step_inputs()
-                out = self._forward(last, positions, group.cache, row_lengths=lengths)
-                for b, row in enumerate(group.rows):
-                    if row is not None:
-                        yield from self._take(row, out.logits[b, -1], started)
-                group.drop_finished()
+                row.started = started if started is not None else time.perf_counter()
+                self.bank.set_rows([row.adapter])
+                out = self._forward(torch.tensor([row.prompt_ids]), None, DynamicCache())
+                yield from self._take(row, out.logits[0, -1])
+                if not row.done:
+                    group.place(row, out.cache)
                 yield from _drain(remote_events)
-            groups = [group for group in groups if group.live()]
+            if not group.live():
+                return
+            _one_thread()
+            self.bank.set_rows(group.adapters())
+            last, positions, lengths = group.step_inputs()
+            out = self._forward(last, positions, group.cache, row_lengths=lengths)
+            for b, row in enumerate(group.rows):
+                if row is not None:
+                    yield from self._take(row, out.logits[b, -1])
+            group.drop_finished()
+            yield from _drain(remote_events)
 
     def _forward(self, ids, positions, cache, **kwargs):
         device = self.model.device
@@ -256,7 +321,7 @@ class Engine:
                 **kwargs,
             )
 
-    def _take(self, row: _Row, logits: torch.Tensor, started: float):
+    def _take(self, row: _Row, logits: torch.Tensor):
         """Choose the row's next token, and yield its text when it grew (and its answer when it is done)."""
         if len(row.generated) < row.decoding.min_new_tokens:
             logits = logits.clone()
@@ -264,7 +329,7 @@ class Engine:
         token = row.next_token(logits)
         now = time.perf_counter()
         if row.ttft is None:
-            row.ttft = now - started
+            row.ttft = now - row.started
         if token in self.stop_ids:
             row.done, row.finish = True, "stop"
         else:
@@ -276,7 +341,7 @@ class Engine:
             text, row.done, row.finish = kept, True, "repeat"
         if row.done:
             text = text.rstrip("\ufffd").strip()
-            yield Event(row.variant.name, text, True, self._record(row, text, now - started))
+            yield Event(row.variant.name, text, True, self._record(row, text, now - row.started))
         elif text != row.shown:
             row.shown = text
             yield Event(row.variant.name, text)
@@ -353,6 +418,7 @@ class _Row:
         self.adapter, self.decoding, self.sources, self.turn_id = adapter, decoding, sources, turn_id
         self.generated: list[int] = []
         self.done, self.finish, self.ttft, self.shown = False, "", None, ""
+        self.started = 0.0  # what its ttft and total time count from (the turn's start, or the row's own)
         self.generator = torch.Generator().manual_seed(decoding.seed)  # the same draws alone or in a batch
 
     def next_token(self, logits: torch.Tensor) -> int:
@@ -374,29 +440,30 @@ class _Row:
 
 
 class _Group:
-    """Rows that decode together, always `DECODE_ROWS` of them: empty slots are padding rows.
+    """`DECODE_ROWS` slots that decode together; an empty slot is a padding row.
 
     Every decoding step therefore has the same shape whatever the number of real rows, so the matrix products run
     the same kernels and sum in the same order for a row alone or in a full batch; with `row_attention`, which
-    gives each row exactly its own keys, a variant's answer does not depend on what shares its batch. Each row's
-    cache is left-padded to the group's width, so the row's own keys are always its last `length` positions.
+    gives each row exactly its own keys, a variant's answer does not depend on what shares its batch. A row's
+    cache is right-aligned in the group's cache, so its own keys are always the last `length` positions.
     """
 
-    def __init__(self, rows: list[_Row], caches: list[DynamicCache]):
-        padding = DECODE_ROWS - len(rows)
-        self.rows: list[_Row | None] = [*rows, *[None] * padding]
-        width = max(len(row.prompt_ids) for row in rows)
-        layers = []
-        for entries in zip(*(cache.layers for cache in caches)):
-            layer = _GrowingLayer()
-            keys = [_pad_left(entry.keys, width) for entry in entries]
-            values = [_pad_left(entry.values, width) for entry in entries]
-            layer.update(
-                torch.cat(keys + [keys[0].new_zeros(keys[0].shape)] * padding),
-                torch.cat(values + [values[0].new_zeros(values[0].shape)] * padding),
-            )
-            layers.append(layer)
-        self.cache = Cache(layers=layers)
+    def __init__(self):
+        self.rows: list[_Row | None] = [None] * DECODE_ROWS
+        self.cache: Cache | None = None
+
+    def free(self) -> bool:
+        return None in self.rows
+
+    def place(self, row: _Row, cache: DynamicCache) -> None:
+        """Put a prefilled row in a free slot."""
+        slot = self.rows.index(None)
+        if self.cache is None:
+            self.cache = Cache(layers=[_GrowingLayer() for _ in cache.layers])
+        with torch.inference_mode():  # the buffers are inference tensors, grown during decoding steps
+            for layer, entry in zip(self.cache.layers, cache.layers):
+                layer.place(slot, entry.keys, entry.values)
+        self.rows[slot] = row
 
     def adapters(self) -> list[str | None]:
         return [row.adapter if row is not None else None for row in self.rows]
@@ -409,7 +476,7 @@ class _Group:
         return last, positions, lengths
 
     def drop_finished(self) -> None:
-        """A finished row's slot becomes padding; the shape of the step stays the same."""
+        """A finished row's slot becomes padding (and free); the shape of the step stays the same."""
         self.rows = [None if row is None or row.done else row for row in self.rows]
 
     def live(self) -> bool:
@@ -417,7 +484,7 @@ class _Group:
 
 
 class _GrowingLayer(DynamicLayer):
-    """A KV cache layer that appends in place, inside buffers with room to spare.
+    """A KV cache layer of `DECODE_ROWS` rows that appends in place, inside buffers with room to spare.
 
     The stock layer concatenates the whole cache with each new token, so every decoding step copies all of it:
     for four rows of 600 tokens that is about 110 MB per step on SmolLM2-135M.
@@ -425,15 +492,28 @@ class _GrowingLayer(DynamicLayer):
 
     SPARE = 256
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+    def place(self, slot: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Row `slot`'s prefilled cache, ending at the layer's current end (which moves out if the row is longer)."""
         if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-            self.length, self.key_buffer, self.value_buffer = 0, None, None
+            shape = (DECODE_ROWS, *keys.shape[1:-2], 0, keys.shape[-1])
+            self.lazy_initialization(keys.new_zeros(shape), values.new_zeros(shape))
+            self.length, self.key_buffer, self.value_buffer = 0, keys.new_zeros(shape), values.new_zeros(shape)
+        length = keys.shape[-2]
+        if length > self.length:  # every row moves right, so that all rows still end together
+            capacity = length + max(self.SPARE, length // 2)
+            self.key_buffer = _grown(self.key_buffer, self.length, length, capacity)
+            self.value_buffer = _grown(self.value_buffer, self.length, length, capacity)
+            self.length = length
+        self.key_buffer[slot, ..., self.length - length : self.length, :] = keys[0]
+        self.value_buffer[slot, ..., self.length - length : self.length, :] = values[0]
+        self.keys, self.values = self.key_buffer[..., : self.length, :], self.value_buffer[..., : self.length, :]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         end = self.length + key_states.shape[-2]
-        if self.key_buffer is None or end > self.key_buffer.shape[-2]:
+        if end > self.key_buffer.shape[-2]:
             capacity = end + max(self.SPARE, end // 2)
-            self.key_buffer = _grown(self.key_buffer, key_states, self.length, capacity)
-            self.value_buffer = _grown(self.value_buffer, value_states, self.length, capacity)
+            self.key_buffer = _grown(self.key_buffer, self.length, self.length, capacity)
+            self.value_buffer = _grown(self.value_buffer, self.length, self.length, capacity)
         self.key_buffer[..., self.length : end, :] = key_states
         self.value_buffer[..., self.length : end, :] = value_states
         self.length = end
@@ -441,19 +521,11 @@ class _GrowingLayer(DynamicLayer):
         return self.keys, self.values
 
 
-def _grown(buffer: torch.Tensor | None, like: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
-    grown = like.new_empty(*like.shape[:-2], capacity, like.shape[-1])
-    if buffer is not None:
-        grown[..., :length, :] = buffer[..., :length, :]
+def _grown(buffer: torch.Tensor, length: int, end: int, capacity: int) -> torch.Tensor:
+    """A copy of `buffer` with room for `capacity` positions, its first `length` positions moved to end at `end`."""
+    grown = buffer.new_zeros(*buffer.shape[:-2], capacity, buffer.shape[-1])
+    grown[..., end - length : end, :] = buffer[..., :length, :]
     return grown
-
-
-def _pad_left(tensor: torch.Tensor, width: int) -> torch.Tensor:
-    missing = width - tensor.shape[-2]
-    if missing == 0:
-        return tensor
-    pad = tensor.new_zeros(*tensor.shape[:-2], missing, tensor.shape[-1])
-    return torch.cat([pad, tensor], dim=-2)
 
 
 def _one_thread() -> None:

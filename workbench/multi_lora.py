@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from pathlib import Path
 
 import torch
@@ -45,8 +46,18 @@ class MultiLoraLinear(nn.Module):
         up = torch.cat([u.to(weight) * s for u, s in zip(ups, scales)], dim=1)  # out x sum(r), scale folded in
         self.up_t = nn.Parameter(up.t().contiguous(), requires_grad=False)
         self.ranks = [down.shape[0] for down in downs]
-        self.gate: torch.Tensor | None = None  # (batch, 1, sum(r)) of 0/1, set by `set_rows`
+        self._gates = threading.local()  # each decoding thread chooses its own rows' adapters
         self.packed: PackedMatmul | None = None
+
+    @property
+    def gate(self) -> torch.Tensor | None:
+        """(batch, 1, sum(r)) of 0/1 for the calling thread's batch, set by `AdapterBank.set_rows`; None: no row
+        uses an adapter."""
+        return getattr(self._gates, "value", None)
+
+    @gate.setter
+    def gate(self, value: torch.Tensor | None) -> None:
+        self._gates.value = value
 
     def pack(self, dtype: torch.dtype) -> None:
         """Hold the stacked weights packed for oneDNN instead (see `packed_linear`)."""
@@ -76,7 +87,7 @@ class AdapterBank:
     def __init__(self, model: nn.Module, adapters: dict[str, Path]):
         """Replace the adapted linear layers of `model` (in place) with `MultiLoraLinear` layers."""
         self.names = list(adapters)
-        self.current: list[str | None] | None = None
+        self._chosen = threading.local()  # per thread: the rows whose gates are set
         per_module: dict[str, list] = {}
         for position, (name, folder) in enumerate(adapters.items()):
             for module_name, down, up, scale in _read_adapter(Path(folder)):
@@ -109,14 +120,15 @@ class AdapterBank:
             self.offsets.append(slices)
 
     def set_rows(self, rows: list[str | None]) -> None:
-        """Choose the adapter of each batch row (None: the base model) for the following forward passes."""
+        """Choose the adapter of each batch row (None: the base model) for the calling thread's following forward
+        passes; threads decoding side by side on the same model each keep their own choice."""
         rows = list(rows)
-        if rows == self.current:  # decoding steps repeat the same rows: keep the gates
+        if rows == getattr(self._chosen, "rows", None):  # decoding steps repeat the same rows: keep the gates
             return
         unknown = {r for r in rows if r is not None and r not in self.names}
         if unknown:
             raise KeyError(f"no adapter named {sorted(unknown)}; loaded: {self.names}")
-        self.current = rows
+        self._chosen.rows = rows
         if all(r is None for r in rows):
             for layer in self.layers:
                 layer.gate = None
