@@ -180,39 +180,50 @@ class Engine:
         workers: int = 1,
     ) -> list[dict[str, Answer]]:
         """Every local variant's answer to each of `questions` (see `answers`), by question."""
+        names = [v.name for v in self._chosen(variants)]
+        pairs = [(question, name) for question in questions for name in names]
         found: list[dict[str, Answer]] = [{} for _ in questions]
-        for position, answer in self.answers(questions, variants, decoding, workers):
-            found[position][answer.variant] = answer
+        for position, answer in self.answers(pairs, decoding, workers):
+            found[position // len(names)][answer.variant] = answer
         return found
 
     def answers(
-        self,
-        questions: list[str],
-        variants: list[str] | None = None,
-        decoding: Decoding | None = None,
-        workers: int = 1,
+        self, pairs: list[tuple[str, str]], decoding: Decoding | None = None, workers: int = 1
     ) -> Iterator[tuple[int, Answer]]:
-        """(position of the question, answer) for every (question, local variant) row, as each answer ends.
+        """(position in `pairs`, answer) for every (question, local variant) pair, as each answer ends.
 
         All rows share the decoding steps: `workers` threads each decode one group of `DECODE_ROWS` rows, and a
-        row that ends hands its slot to the next waiting row. Each answer is the one `answer` gives for that
-        question and variant alone; its `ttft_s` and `total_s` count from the moment its row started. Closing
-        the iterator stops the workers after their current step.
+        row that ends hands its slot to the next waiting row, in the order of `pairs`. Each answer is the one
+        `answer` gives for that question and variant alone; its `ttft_s` and `total_s` count from the moment its
+        row started. Closing the iterator stops the workers after their current step.
         """
-        chosen = self._chosen(variants)
-        if any(v.remote for v in chosen):
+        names = list(dict.fromkeys(name for _, name in pairs))
+        chosen = {v.name: v for v in self._chosen(names)} if names else {}
+        if any(v.remote for v in chosen.values()):
             raise VariantUnavailable("batched answers come from local variants only; ask remote ones with `answer`")
         decoding = decoding or Decoding.from_config(self.config.chat)
-        turns = [uuid.uuid4().hex for _ in questions]
-        position = {turn: i for i, turn in enumerate(turns)}
-        rows = []
-        for question, turn in zip(questions, turns):
-            hits = self._sources(question, chosen)  # as each question alone: a batched query embeds differently
-            rows += [self._row(v, question, [], hits, decoding, turn) for v in chosen]
+        hits = {}  # each question's sources, retrieved as it is alone: a batched query embeds differently
+        rows, position = [], {}
+        for i, (question, name) in enumerate(pairs):
+            if question not in hits:
+                hits[question] = self._sources(question, list(chosen.values()))
+            turn = uuid.uuid4().hex  # one per pair: a question may repeat
+            rows.append(self._row(chosen[name], question, [], hits[question], decoding, turn))
+            position[turn] = i
         with self.lock:
             for event in self._local_answers(rows, None, queue.Queue(), workers):
                 if event.done:
                     yield position[event.answer.turn_id], event.answer
+
+    def remote_answer(self, question: str, variant_name: str, decoding: Decoding | None = None) -> Answer:
+        """A `remote:NAME` variant's answer; it needs no lock, so it can run beside a local batch."""
+        v = variant(variant_name, self.config.chat)
+        if not v.remote:
+            raise VariantUnavailable(f"{variant_name} is a local variant; ask it with `answers`")
+        events: queue.Queue = queue.Queue()
+        decoding = decoding or Decoding.from_config(self.config.chat)
+        self._remote_answer(v, question, [], decoding, uuid.uuid4().hex, time.perf_counter(), events)
+        return next(event.answer for event in _drain(events) if event.done)
 
     def _chosen(self, variants: list[str] | None) -> list[Variant]:
         chosen = [variant(n, self.config.chat) for n in (variants or self.available())]

@@ -15,7 +15,6 @@ Nothing here imports Gradio: the UI (`workbench.ui.arena`) only renders `Column`
 
 from __future__ import annotations
 
-import json
 import random
 import secrets
 import threading
@@ -25,7 +24,10 @@ from pathlib import Path
 
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
+from workbench.data.split import SPLITS
 from workbench.models import ModelNotAvailable
+from workbench.records import read_split
+from workbench.scoring import ScoreItem, Scorer
 from workbench.variants import REMOTE_PREFIX, Decoding
 from workbench.workspace import resolve_home, run_paths
 
@@ -79,15 +81,11 @@ def normalise_question(text: str) -> str:
 def load_references(name: str, home: str | Path | None = None) -> dict[str, dict]:
     """The run's QA pairs with a reference answer, by normalised question: {reference, type}."""
     found: dict[str, dict] = {}
-    data = run_paths(name, home).data
-    for path in sorted(data.glob("*.jsonl")) if data.is_dir() else []:
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                row = json.loads(line) if line.strip() else {}
-                if row.get("origin", "qa") == "qa" and row.get("question") and row.get("answer"):
-                    found.setdefault(
-                        normalise_question(row["question"]), {"reference": row["answer"], "type": row.get("type")}
-                    )
+    paths = run_paths(name, home)
+    for split in SPLITS:
+        for row in read_split(paths.split(split)) if paths.split(split).is_file() else []:
+            if row.is_question and row.question and row.answer:
+                found.setdefault(normalise_question(row.question), {"reference": row.answer, "type": row.type})
     return found
 
 
@@ -102,7 +100,7 @@ class ArenaSession:
     """One rater's blind conversation with 2-4 variants; safe to share between threads (one call at a time).
 
     `engine` is a `workbench.engine.Engine` (it serialises generation itself), `store` a `workbench.store.Store`
-    holding run `run`. `detector` is a hallucination detector (`make_detector`), None to skip the check.
+    holding run `run`. `scorer` judges each turn's answers (`workbench.scoring.Scorer`; None: no checks).
     `references` maps normalised questions to `{reference, type}` (see `load_references`).
     """
 
@@ -114,7 +112,7 @@ class ArenaSession:
         rater: str,
         variants: list[str],
         *,
-        detector=None,
+        scorer: Scorer | None = None,
         references: dict[str, dict] | None = None,
         decoding: Decoding | None = None,
         seed: int | None = None,
@@ -128,7 +126,7 @@ class ArenaSession:
             raise ArenaError(f"variant(s) {', '.join(unavailable)} cannot answer here; available: {have}")
         self.engine, self.store, self.run, self.rater = engine, store, run, rater
         self.variants = variants
-        self.detector, self.references, self.decoding = detector, references or {}, decoding
+        self.scorer, self.references, self.decoding = scorer or Scorer(), references or {}, decoding
         self._seeds = random.Random(seed if seed is not None else secrets.randbits(64))
         self._lock = threading.Lock()
         self._chunks: dict | None = None
@@ -227,50 +225,25 @@ class ArenaSession:
         return self._chunks
 
     def _check(self, question: str) -> None:
-        """Reference judges (when the question has a reference) and the detector, over the turn's answers."""
-        from workbench.judge import run_judges
+        """The turn's answers scored (`workbench.scoring`, as eval scores them) and the scores stored."""
+        from workbench.judge.hallucination import Passage
 
-        reference = self.references.get(normalise_question(question))
+        reference = self.references.get(normalise_question(question), {})
+        items = []
         for column in self.columns:
             answer = self._answers[column.label]
-            if reference is not None:
-                item = {"question": question, "text": answer.text, **reference}
-                for judgement in run_judges(item):
-                    self.store.add_judgement(
-                        answer.id, judgement.judge, judgement.score, judgement.reason, judgement.details
-                    )
-                    column.judges[judgement.judge] = judgement.score
-        if self.detector is not None:
-            self._detect(question)
-        for column in self.columns:
+            sources = [Passage(s.chunk_id, s.text, s.title) for s in column.sources] or None
+            items.append(ScoreItem(question, answer.text, sources=sources, error=answer.error, **reference))
+        for column, scores in zip(self.columns, self.scorer.score(items)):
+            for judgement in scores.judgements:
+                self.store.add_judgement(
+                    column.answer_id, judgement.judge, judgement.score, judgement.reason, judgement.details
+                )
+                column.judges[judgement.judge] = judgement.score
+            if scores.claims is not None:
+                self.store.add_claims(column.answer_id, self.scorer.detector.name, scores.claim_rows())
+                column.claims = scores.claims
             column.checked = True
-
-    def _detect(self, question: str) -> None:
-        from workbench.judge.hallucination import Item, Passage
-
-        items, columns = [], []
-        for column in self.columns:
-            answer = self._answers[column.label]
-            if not answer.text or answer.error:
-                continue
-            context = [Passage(s.chunk_id, s.text, s.title) for s in column.sources] if column.sources else None
-            if context is None and getattr(self.detector, "retriever", None) is None:
-                continue  # no evidence to check a closed-book answer against
-            items.append(Item(question, answer.text, context))
-            columns.append(column)
-        if not items:
-            return
-        for column, check in zip(columns, self.detector.check(items)):
-            claims = [c.to_dict() for c in check.claims]
-            self.store.add_claims(
-                column.answer_id,
-                self.detector.name,
-                [
-                    {"claim": c["text"], "score": c["score"], "supported": c["supported"], "evidence": c["evidence"]}
-                    for c in claims
-                ],
-            )
-            column.claims = claims
 
     def history(self, label: str) -> list[tuple[str, str]]:
         """Column `label`'s earlier turns of this conversation: (question, answer text), oldest first."""
@@ -391,7 +364,7 @@ class Arena:
             self.name,
             rater,
             variants,
-            detector=self.detector,
+            scorer=Scorer(self.detector),
             references=self.references,
             seed=seed,
         )
