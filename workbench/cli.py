@@ -92,6 +92,35 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from workbench.eval import run_eval
+    from workbench.report.summary import eval_summary
+    from workbench.store import Store
+
+    result = run_eval(
+        args.name,
+        load_config(args.config),
+        args.home,
+        variants=args.variants.split(",") if args.variants else None,
+        split=args.split,
+        limit=args.limit,
+        eval_id=args.eval_id,
+        judges=args.judges.split(",") if args.judges else None,
+        judge_model=args.judge_model,
+    )
+    again = f"workbench eval --name {args.name} --eval-id {result['eval_id']}"
+    if result["stopped"]:
+        print(
+            f"eval {result['eval_id']}: stopped with {result['stored']} of {result['total']} answers stored; "
+            f"`{again}` answers the rest",
+            file=sys.stderr,
+        )
+        return 130
+    with Store.open(home=args.home) as store:
+        print(eval_summary(store, result["eval_id"]))
+    return 0
+
+
 def _index(args: argparse.Namespace) -> int:
     from workbench.retrieval.index import build_index
 
@@ -284,6 +313,25 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     tune.add_argument("--stop-file", help="end cleanly after the current step once this file exists")
 
+    evaluate = commands.add_parser(
+        "eval", parents=[common], help="answer a held-out split with every variant, score and store the answers"
+    )
+    evaluate.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
+    evaluate.add_argument("--variants", help="comma-separated: base,ft,rag,ft_rag,remote:NAME (default: configured)")
+    evaluate.add_argument("--split", default="test", help="test (default), val, or a QA file (.jsonl / .csv)")
+    evaluate.add_argument("--limit", type=int, help="only the first N questions")
+    evaluate.add_argument(
+        "--eval-id", help="resume or name an eval (default: an id that follows the setup, so a rerun resumes)"
+    )
+    evaluate.add_argument(
+        "--judges",
+        help="comma-separated: reference (default: every reference judge), a judge name, or an LLM rubric "
+        "(correctness, groundedness, helpfulness)",
+    )
+    evaluate.add_argument(
+        "--judge-model", default="local", help="model of the LLM judges: local (default) or remote:NAME"
+    )
+
     index = commands.add_parser("index", parents=[common], help="chunk, embed and index a prepared run's corpus")
     index.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
     index.add_argument("--update", action="store_true", help="re-embed only added or changed documents")
@@ -322,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "prepare": _prepare,
     "finetune": _finetune,
+    "eval": _eval,
     "index": _index,
     "search": _search,
     "ask": _ask,

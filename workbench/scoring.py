@@ -85,12 +85,27 @@ class Scorer:
         checked = [
             i
             for i, item in enumerate(items)
-            if item.text
-            and not item.error
-            and (item.sources or getattr(self.detector, "retriever", None) is not None)
+            if item.text and not item.error and (item.sources or getattr(self.detector, "retriever", None) is not None)
         ]
         if not checked:
             return
-        checks = self.detector.check([Item(items[i].question, items[i].text, items[i].sources or None) for i in checked])
+        checks = self.detector.check(
+            [Item(items[i].question, items[i].text, items[i].sources or None) for i in checked]
+        )
         for i, check in zip(checked, checks):
             results[i].claims = [c.to_dict() for c in check.claims]
+
+
+def configured_detector(config, retriever) -> tuple[object | None, str | None]:
+    """The configured hallucination detector over `retriever`'s index, or None and why (then no claims)."""
+    from workbench.data.loaders import BadInputError
+    from workbench.models import ModelNotAvailable
+
+    try:
+        from workbench.judge.hallucination import make_detector
+    except ImportError as exc:
+        return None, f"no hallucination detector in this build ({exc})"
+    try:
+        return make_detector(config, retriever), None
+    except (BadInputError, ModelNotAvailable, OSError) as exc:
+        return None, f"hallucination detector unavailable: {exc}"

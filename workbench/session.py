@@ -25,9 +25,8 @@ from pathlib import Path
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
 from workbench.data.split import SPLITS
-from workbench.models import ModelNotAvailable
 from workbench.records import read_split
-from workbench.scoring import ScoreItem, Scorer
+from workbench.scoring import ScoreItem, Scorer, configured_detector
 from workbench.variants import REMOTE_PREFIX, Decoding
 from workbench.workspace import resolve_home, run_paths
 
@@ -337,7 +336,7 @@ class Arena:
                         adapter_id=engine.adapter_ids.get("ft"),
                         index_id=engine.index_id,
                     )
-                self.detector, self.detector_problem = _detector(self.config, engine.retriever)
+                self.detector, self.detector_problem = configured_detector(self.config, engine.retriever)
                 self._engine = engine
             return self._engine
 
@@ -368,18 +367,6 @@ class Arena:
             references=self.references,
             seed=seed,
         )
-
-
-def _detector(config: Config, retriever) -> tuple[object | None, str | None]:
-    """The configured hallucination detector, or None and why (the arena then shows no claims)."""
-    try:
-        from workbench.judge.hallucination import make_detector
-    except ImportError as exc:
-        return None, f"no hallucination detector in this build ({exc})"
-    try:
-        return make_detector(config, retriever), None
-    except (BadInputError, ModelNotAvailable, OSError) as exc:
-        return None, f"hallucination detector unavailable: {exc}"
 
 
 class _Release:

@@ -75,3 +75,88 @@ def _judge_stats(values: list[float | None]) -> dict:
         "scored": len(scored),
         "failed": len(values) - len(scored),
     }
+
+
+WRONG_BELOW = 0.5
+"""An eval answer counts as wrong when its `token_f1` is below this (for the retrieval attribution)."""
+
+
+def eval_figures(answers: list[dict], judgements: list[dict], claims: list[dict]) -> dict[str, dict]:
+    """Per variant, from one eval's rows (`Store.answers/judgements/claim_flags(eval_id=...)`):
+
+    `answers`, `errors`; `judges` ({judge: {mean, scored, failed}}); `flagged` (share of detector-checked
+    answers with an unsupported claim; None when none was checked); for answers shown sources of a question with
+    gold documents: `gold_shown` (share with a gold source among them) and, of those answers that are wrong
+    (token F1 below `WRONG_BELOW`), `wrong_gold_shown` (the generator failed) and `wrong_gold_missed` (retrieval
+    missed), as counts.
+    """
+    figures: dict[str, dict] = {}
+    for a in answers:
+        row = figures.setdefault(
+            a["variant"],
+            {
+                "answers": 0,
+                "errors": 0,
+                "attributed": 0,
+                "gold_shown": 0,
+                "wrong_gold_shown": 0,
+                "wrong_gold_missed": 0,
+            },
+        )
+        row["answers"] += 1
+        row["errors"] += bool(a["error"])
+    f1 = {j["answer_id"]: j["score"] for j in judgements if j["judge"] == "token_f1"}
+    for a in answers:
+        if a["gold_rank"] is None:
+            continue
+        row = figures[a["variant"]]
+        row["attributed"] += 1
+        row["gold_shown"] += a["gold_rank"] > 0
+        if f1.get(a["id"]) is not None and f1[a["id"]] < WRONG_BELOW:
+            row["wrong_gold_shown" if a["gold_rank"] > 0 else "wrong_gold_missed"] += 1
+    scores: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for j in judgements:
+        scores[j["variant"]][j["judge"]].append(j["score"])
+    checked: dict[str, set] = defaultdict(set)
+    flagged: dict[str, set] = defaultdict(set)
+    for c in claims:
+        checked[c["variant"]].add(c["answer_id"])
+        if not c["supported"]:
+            flagged[c["variant"]].add(c["answer_id"])
+    for variant, row in figures.items():
+        row["judges"] = {judge: _judge_stats(values) for judge, values in sorted(scores[variant].items())}
+        row["flagged"] = len(flagged[variant]) / len(checked[variant]) if checked[variant] else None
+        row["gold_shown"] = row["gold_shown"] / row["attributed"] if row["attributed"] else None
+    return dict(sorted(figures.items()))
+
+
+def eval_summary(store: Store, eval_id: str) -> str:
+    """A plain-text table of `eval_figures` for the CLI."""
+    with store.snapshot():
+        record = store.eval(eval_id)
+        figures = eval_figures(
+            store.answers(eval_id=eval_id), store.judgements(eval_id=eval_id), store.claim_flags(eval_id=eval_id)
+        )
+    judges = sorted({j for row in figures.values() for j in row["judges"]})
+    lines = [
+        f"eval {eval_id} of run {record['run']} ({record['split']}, {record['questions']} questions): "
+        + ("finished" if record["finished_at"] else "not finished")
+    ]
+    head = ["variant", "answers", *judges, "flagged", "gold shown", "wrong: gold shown / missed"]
+    rows = []
+    for variant, row in figures.items():
+        means = [row["judges"].get(j, {}).get("mean") for j in judges]
+        rows.append(
+            [
+                variant,
+                f"{row['answers']}" + (f" ({row['errors']} failed)" if row["errors"] else ""),
+                *("-" if m is None else f"{m:.3f}" for m in means),
+                "-" if row["flagged"] is None else f"{row['flagged']:.0%}",
+                "-" if row["gold_shown"] is None else f"{row['gold_shown']:.0%}",
+                f"{row['wrong_gold_shown']} / {row['wrong_gold_missed']}" if row["attributed"] else "-",
+            ]
+        )
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(r, widths)).rstrip())
+    return "\n".join(lines)
