@@ -115,22 +115,12 @@ class TrainingJob:
 
     def _spawn(self, config: Config, max_steps: int | None, resume: bool) -> subprocess.Popen:
         jobs = self.home / ".jobs"
-        jobs.mkdir(parents=True, exist_ok=True)
         config_file, self.log_file = jobs / f"{self.name}.yaml", jobs / f"{self.name}.log"
         self._stop_file = jobs / f"{self.name}.stop"
         self._stop_file.unlink(missing_ok=True)
-        write_text_atomic(config_file, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-        command = [sys.executable, "-m", "workbench.cli", "finetune", "--name", self.name]
-        command += ["--home", str(self.home), "--config", str(config_file), "--stop-file", str(self._stop_file)]
+        command = ["finetune", "--name", self.name, "--home", str(self.home), "--stop-file", str(self._stop_file)]
         command += (["--max-steps", str(max_steps)] if max_steps is not None else []) + (["--resume"] * resume)
-        nice = shutil.which("nice")
-        with open(self.log_file, "w", encoding="utf-8") as log_file:
-            return subprocess.Popen(
-                ([nice, "-n", "19"] if nice else []) + command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        return start_cli(command, config, config_file, self.log_file)
 
     def _summary_on_disk(self) -> dict | None:
         """The manifest's section for this job's adapter: written when a run ends, absent while none has."""
@@ -206,7 +196,7 @@ class TrainingJob:
             summary = section
             state = "stopped" if summary["outcome"] == "stopped" else "finished"
         else:
-            state, error = "failed", _failure(self.log_file, code)
+            state, error = "failed", failure_reason(self.log_file, code)
             log.error("training run %s failed: %s (log: %s)", self.name, error, self.log_file)
         with self._lock:
             self._state, self._error, self._summary, self._ended = state, error, summary, time.perf_counter()
@@ -220,16 +210,36 @@ class TrainingJob:
                 log.exception("on_finish hook %r of run %s failed", hook, self.name)
 
 
-def _failure(log_file: Path, code: int) -> str:
-    """The reason a training child failed: its error line, the last line of its traceback, or its exit status."""
+def start_cli(arguments: list[str], config: Config, config_file: Path, log_file: Path) -> subprocess.Popen:
+    """Run `workbench ARGUMENTS --config CONFIG_FILE` as a child process at the lowest CPU priority (`nice -n 19`),
+    `config` written to `config_file` first and the child's output to `log_file` (emptied first)."""
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(config_file, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    command = [sys.executable, "-m", "workbench.cli", *arguments, "--config", str(config_file)]
+    nice = shutil.which("nice")
+    with open(log_file, "w", encoding="utf-8") as log:
+        return subprocess.Popen(
+            ([nice, "-n", "19"] if nice else []) + command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def failure_reason(
+    log_file: Path, code: int, what: str = "training", progress: tuple[str, ...] = ("finetune:",)
+) -> str:
+    """Why a `what` child failed: its CLI error line, the last line of its traceback, or its exit status; lines
+    starting with a `progress` prefix (its progress bars) are never the reason."""
     lines = [line.strip() for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines()]
     for line in reversed(lines):
         if ": error: " in line:  # the CLI's clear error for bad input
             return line.split(": error: ", 1)[1]
-    last = next((line for line in reversed(lines) if line and not line.startswith(("finetune:", "\r"))), None)
+    last = next((line for line in reversed(lines) if line and not line.startswith((*progress, "\r"))), None)
     if code < 0:
-        return f"training process ended by signal {-code}" + (f" after: {last}" if last else "")
-    return (last or f"training process exited with status {code}") + f" (see {log_file})"
+        return f"{what} process ended by signal {-code}" + (f" after: {last}" if last else "")
+    return (last or f"{what} process exited with status {code}") + f" (see {log_file})"
 
 
 def read_metrics(path: Path) -> list[dict]:

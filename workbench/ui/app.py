@@ -1,4 +1,5 @@
-"""The web app: the blind arena, the ratings so far, training, the index and the run's data-quality report.
+"""The web app: the blind arena, the ratings so far, evals over a held-out split, training, the index and the run's
+data-quality report.
 
 There is no separate chat with the base model: the arena's `base` variant is the one place for it, so a "base"
 answer is the same wherever it is read.
@@ -17,6 +18,7 @@ from workbench.config import Config
 from workbench.session import Arena
 from workbench.training_job import training_job
 from workbench.ui.arena import ArenaTab
+from workbench.ui.eval_tab import EvalTab
 from workbench.ui.index_tab import IndexTab
 from workbench.ui.ratings import RatingsTab
 from workbench.ui.train_tab import TrainTab
@@ -53,6 +55,8 @@ def build_app(
             arena_tab = ArenaTab(arena, job)
         with gr.Tab("Ratings", elem_id="wb-tab-ratings") as ratings:
             RatingsTab(arena, ratings)
+        with gr.Tab("Eval", elem_id="wb-tab-eval") as evals:
+            EvalTab(home, name, config, store=arena.store, tab=evals)
         app.load(arena_tab.on_load, [arena_tab.rater], arena_tab.loaded)
         with gr.Tab("Train", elem_id="wb-tab-train"):
             TrainTab(home, name, config, job_for=lambda run: training_job(run, home))

@@ -1,0 +1,269 @@
+"""The Eval tab: run `workbench eval` over a held-out split in the background, follow it, and read the figures.
+
+The eval runs in an `EvalJob` (a `workbench eval` child process at the lowest CPU priority), so the tab only starts
+it, interrupts it and polls it with a `gr.Timer`; the progress, the past evals and their figures are read from the
+store, which the child fills one answer at a time. The variants offered are worked out from the run's files (an
+adapter, an index), without loading the model. As with the Ratings tab, the variants, evals and figures are filled
+when the tab is opened (and the timer starts then), never with the page, so a rater voting blind is sent none.
+
+Start with the form unchanged after a stop (or a failure) resumes the same eval: the job passes the same
+`--eval-id` and the child answers only what is missing (see `workbench.eval.job`). A changed form, or a start after
+the eval finished, begins a new eval.
+
+Every value from the store (eval ids, variants, judge names, errors) is escaped before it reaches `gr.HTML`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from workbench.config import Config
+from workbench.eval.job import EvalJob, EvalRequest, EvalRunning, EvalStatus, eval_job
+from workbench.report.summary import eval_figures
+from workbench.ui.render import CSS, esc
+from workbench.variants import REMOTE_PREFIX
+from workbench.workspace import index_paths, run_paths
+
+NO_RUN = "No prepared run yet: run `workbench prepare --name NAME --corpus PATH --qa FILE` first."
+SPLITS = ("test", "val")
+EVAL_COLUMNS = ["id", "split", "variants", "questions", "stored / total", "started", "finished"]
+TAB_CSS = CSS + ".wb-failed { color: #b42318; white-space: pre-wrap; }\n"
+
+
+def variant_choices(home: Path, name: str | None, config: Config) -> tuple[list[str], list[str]]:
+    """(the variants that can answer for run `name`, the configured ones among them), from the run's files: `ft`
+    needs an adapter, `rag` an index, `ft_rag` both; remote endpoints are offered as configured."""
+    if not name:
+        return [], []
+    adapter = (run_paths(name, home).adapter / "adapter_config.json").is_file()
+    index = index_paths(name, home).manifest.is_file()
+    ready = {"base": True, "ft": adapter, "rag": index, "ft_rag": adapter and index}
+    choices = [v for v, ok in ready.items() if ok] + [REMOTE_PREFIX + r for r in config.chat.remotes]
+    return choices, [v for v in config.chat.variants if v in choices]
+
+
+def judge_choices() -> list[str]:
+    """`reference` (every reference judge) and the shipped LLM rubrics that score one answer (not pairwise)."""
+    from workbench.judge import load_rubric, rubric_names
+
+    return ["reference", *(name for name in rubric_names() if load_rubric(name).kind == "score")]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def progress_html(status: EvalStatus | None) -> str:
+    """One line: the job's state, answers stored of the total, speed and time left, or why it failed."""
+    if status is None:
+        return f"<p>{esc(NO_RUN)}</p>"
+    if status.state == "idle":
+        return "<p>No eval started in this session.</p>"
+    counted = status.total is not None
+    done = f"{status.stored} / {status.total} answers" if counted else ""
+    if status.state == "running":
+        if not counted:
+            line = "starting: loading the model and the questions"
+        else:
+            line = ("stopping" if status.stop_requested else "running") + f": {done}"
+            line += f", {status.rate:.1f} answers/s" if status.rate else ""
+            line += f", ETA {_duration(status.eta_s)}" if status.eta_s is not None else ""
+    elif status.state == "finished":
+        line = f"finished: {done}" + (f" in {_duration(status.elapsed_s)}" if status.elapsed_s else "")
+    elif status.state == "stopped":
+        stored = f"{status.stored} of {status.total} stored" if counted else "nothing stored"
+        line = f"stopped: {stored}; Start resumes"
+    else:
+        line = f"failed: {status.error}"
+    css = ' class="wb-failed"' if status.state == "failed" else ""
+    return f"<p{css}>eval <b>{esc(status.eval_id)}</b>: {esc(line)}</p>"
+
+
+def _when(stamp: str | None) -> str:
+    return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S") if stamp else ""
+
+
+def evals_frame(rows: list[dict]) -> pd.DataFrame:
+    """The run's evals (rows of `Store.evals`), newest first."""
+    table = [
+        [
+            row["id"],
+            row["split"],
+            ", ".join(row["variants"]),
+            row["questions"],
+            f"{row['stored']} / {row['questions'] * len(row['variants'])}",
+            _when(row["started_at"]),
+            _when(row["finished_at"]),
+        ]
+        for row in reversed(rows)
+    ]
+    return pd.DataFrame(table, columns=EVAL_COLUMNS).astype({"questions": "int64"})
+
+
+def _number(value: float | None, pattern: str = "{:.3f}") -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def figures_html(record: dict | None, figures: dict[str, dict]) -> str:
+    """`workbench.report.summary.eval_figures` of one eval as a table: a row per variant, judge means, the share of
+    answers with an unsupported claim, how often a gold source was shown, and wrong answers by retrieval outcome."""
+    if record is None:
+        return "<p>No eval chosen.</p>"
+    state = "finished" if record["finished_at"] else "not finished"
+    head = (
+        f"<p>eval <b>{esc(record['id'])}</b> · {esc(record['split'])} · {esc(record['questions'])} questions · "
+        f"{state}</p>"
+    )
+    if not figures:
+        return head + "<p>No answers stored yet.</p>"
+    judges = sorted({j for row in figures.values() for j in row["judges"]})
+    columns = ["variant", "answers", *judges, "flagged", "gold shown", "wrong: gold shown / missed"]
+    rows = []
+    for variant, row in figures.items():
+        failed = f" ({row['errors']} failed)" if row["errors"] else ""
+        cells = [esc(variant), esc(f"{row['answers']}{failed}")]
+        for judge in judges:
+            stats = row["judges"].get(judge) or {}
+            tip = f"{stats.get('scored', 0)} scored, {stats.get('failed', 0)} not scorable"
+            cells.append(f'<span title="{esc(tip)}">{_number(stats.get("mean"))}</span>')
+        cells += [_number(row["flagged"], "{:.0%}"), _number(row["gold_shown"], "{:.0%}")]
+        cells.append(f"{row['wrong_gold_shown']} / {row['wrong_gold_missed']}" if row["attributed"] else "–")
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    header = "<tr>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr>"
+    return f'{head}<table class="wb-table"><thead>{header}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+class EvalTab:
+    """The components of the Eval tab and their handlers; build inside a `gr.Tab` context (pass the tab to refresh
+    the variants offered when it is opened). `store` defaults to the workspace's; `job_for` to `eval_job`."""
+
+    def __init__(
+        self,
+        home: Path,
+        name: str | None,
+        config: Config,
+        store=None,
+        job_for: Callable[[str], EvalJob] | None = None,
+        tab: gr.Tab | None = None,
+        every_s: float = 2.0,
+    ):
+        from workbench.store import Store
+
+        self.home, self.name, self.config = home, name, config
+        self.store = store or Store.open(home=home)
+        self.job_for = job_for or (lambda run: eval_job(run, home))
+        # Filled when the tab is opened (`on_open`), never with the page: like the Ratings tab, the page carries
+        # no results per variant while a rater votes blind. The timer starts then too.
+        with gr.Row():
+            self.variants = gr.CheckboxGroup([], label="Variants", elem_id="wb-eval-variants")
+            self.judges = gr.CheckboxGroup(
+                judge_choices(), value=["reference"], label="Judges", elem_id="wb-eval-judges"
+            )
+        with gr.Row():
+            self.split = gr.Dropdown(list(SPLITS), value="test", label="Split", elem_id="wb-eval-split")
+            self.limit = gr.Number(None, precision=0, label="Questions (empty: all)", elem_id="wb-eval-limit")
+            models = ["local", *(REMOTE_PREFIX + r for r in config.chat.remotes)]
+            self.judge_model = gr.Dropdown(
+                models, value="local", label="LLM judge model", elem_id="wb-eval-judge-model"
+            )
+        with gr.Row():
+            self.start = gr.Button("Start", variant="primary", interactive=bool(name), elem_id="wb-eval-start")
+            self.stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="wb-eval-stop")
+        self.message = gr.HTML(css_template=TAB_CSS, elem_id="wb-eval-message")
+        self.progress = gr.HTML(css_template=TAB_CSS, elem_id="wb-eval-progress")
+        self.table = gr.Dataframe(
+            pd.DataFrame([], columns=EVAL_COLUMNS),
+            label="Evals of this run",
+            interactive=False,
+            elem_id="wb-eval-table",
+        )
+        self.chosen = gr.Dropdown([], label="Eval", elem_id="wb-eval-chosen")
+        self.figures = gr.HTML(css_template=TAB_CSS, elem_id="wb-eval-figures")
+        self.timer = gr.Timer(every_s, active=tab is None)
+
+        form = [self.variants, self.split, self.limit, self.judges, self.judge_model]
+        live = [self.progress, self.table, self.chosen, self.figures, self.start, self.stop]
+        self.start.click(self.on_start, form, [self.message, *live])
+        self.stop.click(self.on_stop, [self.chosen], [self.message, *live])
+        self.timer.tick(self.on_refresh, [self.chosen], live, show_progress="hidden")
+        self.chosen.input(self.on_choose, [self.chosen], [self.figures])
+        if tab is not None:
+            tab.select(self.on_open, [self.variants, self.chosen], [self.variants, self.timer, *live])
+
+    def _job(self) -> EvalJob | None:
+        return self.job_for(self.name) if self.name else None
+
+    def _status(self) -> EvalStatus | None:
+        job = self._job()
+        return job.status() if job else None
+
+    def _evals(self) -> list[dict]:
+        return self.store.evals(self.name) if self.name else []
+
+    def on_start(self, variants: list[str], split: str, limit: float | None, judges: list[str], judge_model: str):
+        if not self.name:
+            return {self.message: f"<p>{esc(NO_RUN)}</p>"} | self.on_refresh(None)
+        if not variants or not judges:
+            problem = "choose at least one variant" if not variants else "choose at least one judge"
+            return {self.message: f'<p class="wb-failed">Not started: {problem}.</p>'} | self.on_refresh(None)
+        request = EvalRequest(
+            tuple(variants), split, None if limit in (None, "") else int(limit), tuple(judges), judge_model
+        )
+        try:
+            eval_id = self._job().start(self.config, request)
+        except EvalRunning as exc:
+            return {self.message: f'<p class="wb-failed">Not started. {esc(exc)}</p>'} | self.on_refresh(None)
+        return {self.message: f"<p>Started eval <b>{esc(eval_id)}</b>.</p>"} | self.on_refresh(eval_id)
+
+    def on_stop(self, chosen: str | None):
+        job = self._job()
+        asked = job is not None and job.stop()
+        message = "Stopping: the answers stored so far are kept." if asked else "No eval is running."
+        return {self.message: f"<p>{esc(message)}</p>"} | self.on_refresh(chosen)
+
+    def on_open(self, picked: list[str] | None, chosen: str | None):
+        """The variants that can answer now (the configured ones ticked on the first visit), the live parts, and
+        the timer that keeps them fresh."""
+        choices, configured = variant_choices(self.home, self.name, self.config)
+        value = [v for v in picked if v in choices] if picked else configured
+        opened = {self.variants: gr.CheckboxGroup(choices=choices, value=value), self.timer: gr.Timer(active=True)}
+        return opened | self.on_refresh(chosen)
+
+    def on_choose(self, chosen: str | None) -> str:
+        return self.figures_for(chosen)
+
+    def figures_for(self, eval_id: str | None) -> str:
+        """The figures table of eval `eval_id` of this run."""
+        with self.store.snapshot():
+            record = self.store.eval(eval_id) if eval_id else None
+            if record is None or record["run"] != self.name:
+                return figures_html(None, {})
+            rows = [self.store.answers(eval_id=eval_id), self.store.judgements(eval_id=eval_id)]
+            rows.append(self.store.claim_flags(eval_id=eval_id))
+        return figures_html(record, eval_figures(*rows))
+
+    def on_refresh(self, chosen: str | None):
+        """Progress, the evals table, the chosen eval (default: the newest) and its figures, the buttons."""
+        status, evals = self._status(), self._evals()
+        ids = [row["id"] for row in reversed(evals)]
+        if status is not None and status.eval_id and status.eval_id not in ids and status.state == "running":
+            ids.insert(0, status.eval_id)  # started, not registered by the child yet
+        chosen = chosen if chosen in ids else (ids[0] if ids else None)
+        running = status is not None and status.state == "running"
+        return {
+            self.progress: progress_html(status),
+            self.table: evals_frame(evals),
+            self.chosen: gr.Dropdown(choices=ids, value=chosen),
+            self.figures: self.figures_for(chosen),
+            self.start: gr.Button(interactive=bool(self.name) and not running),
+            self.stop: gr.Button(interactive=running and not status.stop_requested),
+        }
