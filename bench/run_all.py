@@ -6,7 +6,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [  # the others are their helpers
-    HERE / name for name in ("prepare.py", "retrieval.py", "finetune.py", "engine.py", "answers.py", "hallucination.py")
+    HERE / name
+    for name in ("prepare.py", "retrieval.py", "finetune.py", "engine.py", "answers.py", "eval.py", "hallucination.py")
 ]
 
 if __name__ == "__main__":

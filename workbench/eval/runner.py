@@ -32,6 +32,8 @@ from workbench.workspace import resolve_home, run_paths
 NAMED_SPLITS = ("test", "val")
 REMOTE_THREADS = 4
 """Requests in flight at once per eval to remote endpoints."""
+SCORE_BATCH = 8
+"""Answers scored together (the detector embeds their claims in one batch); each is still stored on its own."""
 
 
 class EvalError(BadInputError):
@@ -248,20 +250,29 @@ def run_eval(
 
 
 def _answer(engine, store, scorer: Scorer, plan: EvalPlan, workers: int, progress: bool) -> tuple[int, bool]:
-    """Answer the plan's pending pairs, storing each scored answer as it ends; (answers stored, stopped early)."""
+    """Answer the plan's pending pairs, storing the scored answers as they end; (answers stored, stopped early)."""
     local = [(q, v) for q, v in plan.pending if not v.startswith(REMOTE_PREFIX)]
     remote = [(q, v) for q, v in plan.pending if v.startswith(REMOTE_PREFIX)]
     chunks = {c.id: c for c in engine.retriever.chunks} if engine.retriever is not None else {}
     bar = tqdm(total=len(plan.pending), unit="answer", desc=f"eval {plan.eval_id}", disable=not progress)
+    unscored: list[tuple[Question, object]] = []
     done = 0
     pool = ThreadPoolExecutor(REMOTE_THREADS) if remote else None
     futures: list[tuple[Question, Future]] = [(q, pool.submit(engine.remote_answer, q.question, v)) for q, v in remote]
 
-    def keep(question: Question, answer) -> None:
+    def flush() -> None:
         nonlocal done
-        _store(store, scorer, plan.eval_id, question, answer, chunks)
-        done += 1
-        bar.update(1)
+        batch = unscored[:]
+        unscored.clear()
+        for (question, answer, shown), scores in zip(*_scored(scorer, batch, chunks)):
+            _store(store, scorer, plan.eval_id, question, answer, shown, scores)
+            done += 1
+            bar.update(1)
+
+    def keep(question: Question, answer) -> None:
+        unscored.append((question, answer))
+        if len(unscored) >= SCORE_BATCH:
+            flush()
 
     def finished_remotes(wait: bool) -> None:
         for item in [f for f in futures if wait or f[1].done()]:
@@ -274,6 +285,7 @@ def _answer(engine, store, scorer: Scorer, plan: EvalPlan, workers: int, progres
             keep(local[position][0], answer)
             finished_remotes(wait=False)
         finished_remotes(wait=True)
+        flush()
     except KeyboardInterrupt:
         return done, True
     finally:
@@ -285,14 +297,21 @@ def _answer(engine, store, scorer: Scorer, plan: EvalPlan, workers: int, progres
     return done, False
 
 
-def _store(store, scorer: Scorer, eval_id: str, question: Question, answer, chunks: dict) -> None:
-    """Score one answer and store it with its judgements, claims and the rank of the first gold source."""
+def _scored(scorer: Scorer, batch: list[tuple[Question, object]], chunks: dict):
+    """([(question, answer, chunks shown)], [Scores]) for a batch of answers, scored together."""
     from workbench.judge.hallucination import Passage
 
-    shown = [chunks[cid] for cid in answer.chunk_ids if cid in chunks]
-    sources = [Passage(c.id, c.text, c.title) for c in shown] or None
-    item = ScoreItem(question.question, answer.text, question.answer, question.type, sources, answer.error)
-    scores = scorer.score([item])[0]
+    rows, items = [], []
+    for question, answer in batch:
+        shown = [chunks[cid] for cid in answer.chunk_ids if cid in chunks]
+        sources = [Passage(c.id, c.text, c.title) for c in shown] or None
+        rows.append((question, answer, shown))
+        items.append(ScoreItem(question.question, answer.text, question.answer, question.type, sources, answer.error))
+    return rows, scorer.score(items)
+
+
+def _store(store, scorer: Scorer, eval_id: str, question: Question, answer, shown: list, scores) -> None:
+    """One scored answer stored with its judgements, claims and the rank of the first gold source it was shown."""
     claims = (scorer.detector.name, scores.claim_rows()) if scores.claims is not None else None
     store.add_eval_answer(
         eval_id,
