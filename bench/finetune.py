@@ -5,21 +5,26 @@
    projection on labelled positions only) and with a naive `transformers.Trainer` (every example padded to
    `max_length`, loss on every token). `tokens_per_s` counts real (non-padding) tokens per second of training, so
    both rates measure useful work. Both val losses are the mean answer-token loss on the val split.
-2. Quality. For each recipe, the demo's default settings with only the recipe changed; token F1 of greedy
-   answers on the test split, for the base model and for the best adapter. `demo_wall_s` is the wall time of
-   the default recipe's run; `default_recipe_wins` checks that configs/default.yaml names the best recipe.
+2. Quality. For each recipe, the demo's default settings with only the recipe changed; the mean token F1 of
+   greedy answers on the test split, for the base model (`base_test_f1`, the `base` column) and for each
+   recipe's adapter (`ft_test_f1`, the `ft` column of an engine loading that adapter). `demo_wall_s` is the wall
+   time of the default recipe's run; `default_recipe_wins` checks that configs/default.yaml names the best recipe.
 3. RAFT (`--raft-steps`, 0 skips it). The `ft_rag` column's adapter trained with the `raft` recipe for as many
    steps as the default recipe (batch 2 x accumulation 4: the same 8 examples per step in far less memory),
    against the two columns it competes with: `rag` (the base model shown the sources) and `ft_rag` served by the
-   default recipe's adapter. Token F1 on the test split through the engine's own RAG prompt, twice: with the
-   sources the index retrieves, and with the gold documents' chunks removed from them (retrieval missed).
+   default recipe's adapter. Mean token F1 on the test split, twice: with the sources the index retrieves, and
+   with the gold documents' chunks removed from them (retrieval missed).
 4. Load (`load`). The same short training run three times: on an idle machine, beside another CPU-bound job
    (`results_file.NEIGHBOUR_JOB`), and beside it again with torch's default thread count instead of the thread policy
    (`workbench.threads`, the baseline): `step_under_load_over_idle` (goal <= 2.5) and
    `fixed_threads_step_under_load_over_idle` are ratios of time per step (the same steps, the same tokens).
+In parts 2 and 3 every answer comes from `workbench eval` (`run_eval` on the demo's test split, one batch per
+condition, greedy under the config's chat settings with `--max-new-tokens`), and token F1 is the mean of its
+`token_f1` judge per variant, read from the stored judgements (an `unanswerable` question scores 1 when the
+answer abstains, else 0).
 Usage: python bench/finetune.py [--parts speed,recipes,raft,load] [--speed-steps 8] [--recipes qa,qa+docs,paraphrase]
-       [--raft-steps 60] [--load-steps 6]. Parts not run keep their figures from an earlier run (each part records
-       when it was measured).
+       [--recipe-steps N] [--raft-steps 60] [--load-steps 6] [--limit N (first N test questions: a quick look)].
+       Parts not run keep their figures from an earlier run (each part records when it was measured).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from pathlib import Path
 from unittest import mock
 
 import torch
-from peft import PeftModel, get_peft_model
+from peft import get_peft_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import NEIGHBOUR_JOB, record
@@ -41,14 +46,14 @@ from results_file import NEIGHBOUR_JOB, record
 from workbench.config import load_config
 from workbench.data.prepare import prepare
 from workbench.engine import Engine
+from workbench.eval import run_eval
 from workbench.finetune import finetune, lora_config, perplexity
-from workbench.generate import greedy_replies
-from workbench.models import fresh_causal_lm, load_causal_lm
+from workbench.models import fresh_causal_lm
 from workbench.records import Example, read_split
+from workbench.report.summary import eval_figures
 from workbench.retrieval.index import build_index
-from workbench.text_metrics import token_f1
+from workbench.store import Store
 from workbench.train_data import encode, recipe_conversations
-from workbench.variants import Decoding
 from workbench.workspace import run_paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,10 +126,26 @@ def _val_loss(model, tokenizer, paths, settings) -> float:
     return perplexity(model, val, settings.batch_size, tokenizer.pad_token_id)[0]
 
 
-def test_f1(model, tokenizer, paths, system_prompt: str, max_new_tokens: int) -> float:
-    rows = [e for e in read_split(paths.split("test")) if e.is_question]
-    replies = greedy_replies(model, tokenizer, [r.messages[:-1] for r in rows], system_prompt, max_new_tokens)
-    return sum(token_f1(reply, row.answer) for reply, row in zip(replies, rows)) / len(rows)
+def eval_f1(config, home: Path, variants: list[str], eval_id: str, limit: int | None, engine=None) -> dict:
+    """Mean token F1 per variant of a `workbench eval` of the demo's test split, read from its stored judgements."""
+    result = run_eval(
+        "demo",
+        config,
+        home,
+        variants=variants,
+        limit=limit,
+        eval_id=eval_id,
+        judges=["token_f1"],
+        engine=engine,
+        progress=False,
+    )
+    with Store.open(home=home) as store:
+        figures = eval_figures(
+            store.answers(eval_id=result["eval_id"]),
+            store.judgements(eval_id=result["eval_id"]),
+            store.claim_flags(eval_id=result["eval_id"]),
+        )
+    return {v: round(figures[v]["judges"]["token_f1"]["mean"], 4) for v in variants}
 
 
 class _WithoutGold:
@@ -136,37 +157,35 @@ class _WithoutGold:
 
     def search(self, question: str, k: int):
         hits = self.retriever.search(question, k + 20)
-        return [hit for hit in hits if hit.chunk.doc_id not in self.gold[question]][:k]
+        return [hit for hit in hits if hit.chunk.doc_id not in self.gold.get(question, ())][:k]
+
+    def __getattr__(self, name: str):
+        return getattr(self.retriever, name)  # chunks, embedder, ...: the index itself is unchanged
 
 
-def rag_test_f1(config, home: Path, variants: list[str], max_new_tokens: int) -> dict:
-    """Mean token F1 per variant and retrieval condition, greedy, through the engine's RAG prompt."""
+def rag_test_f1(config, home: Path, variants: list[str], label: str, limit: int | None) -> dict:
+    """Mean token F1 per variant and retrieval condition; `label` names the adapters (the evals' ids)."""
     engine = Engine(config, "demo", home)
     rows = [e for e in read_split(run_paths("demo", home).split("test")) if e.is_question]
-    decoding = Decoding(max_new_tokens=max_new_tokens)
     retrieved = engine.retriever
     figures = {}
     for condition, retriever in (("retrieved", retrieved), ("gold_missing", _WithoutGold(retrieved, rows))):
-        engine.retriever = retriever
-        scores = {v: 0.0 for v in variants}
-        for row in rows:
-            for v, answer in engine.answer(row.question, variants, decoding=decoding).items():
-                scores[v] += token_f1(answer.text, row.answer) / len(rows)
-        figures[condition] = {v: round(score, 4) for v, score in scores.items()}
+        engine.retriever = retriever  # not part of the eval's setup hash: each condition gets its own eval id
+        figures[condition] = eval_f1(config, home, variants, f"raft-{label}-{condition}", limit, engine)
     return figures
 
 
-def raft_comparison(config, home: Path, steps: int, max_new_tokens: int) -> dict:
+def raft_comparison(config, home: Path, steps: int, limit: int | None) -> dict:
     """rag and ft_rag (default recipe's adapter) first, then ft_rag again once the RAFT adapter exists."""
     build_index("demo", config, home, progress=False)
-    before = rag_test_f1(config, home, ["rag", "ft_rag"], max_new_tokens)
+    before = rag_test_f1(config, home, ["rag", "ft_rag"], config.finetune.recipe, limit)
     raft_config = config.model_copy(deep=True)
     raft_config.finetune.recipe = "raft"
     raft_config.finetune.max_length = 1024
     raft_config.finetune.batch_size = 2
     raft_config.finetune.gradient_accumulation = config.finetune.batch_size // 2
     summary = finetune("demo", raft_config, home, max_steps=steps, progress=False)
-    after = rag_test_f1(config, home, ["ft_rag"], max_new_tokens)
+    after = rag_test_f1(config, home, ["ft_rag"], "raft", limit)
     figures = {"train_examples": summary["train_examples"], "steps": summary["steps"]}
     figures |= {"best_step": summary["best_step"], "best_val_loss": round(summary["best_val_loss"], 4)}
     figures |= {"wall_s": round(summary["wall_seconds"], 1), "tokens_per_s": round(summary["tokens_per_s"], 1)}
@@ -197,17 +216,17 @@ def speed_figures(config, home: Path, paths, steps: int) -> dict:
     return {"speed": speed, "speedup_vs_naive": speed["speedup_vs_naive"]}
 
 
-def recipe_figures(config, home: Path, paths, recipes: list[str], max_new_tokens: int) -> dict:
-    base, tokenizer = load_causal_lm(config.model.base, config.model.device)
-    system = config.finetune.system_prompt
-    figures: dict = {"base_test_f1": round(test_f1(base, tokenizer, paths, system, max_new_tokens), 4), "recipes": {}}
+def recipe_figures(config, home: Path, recipes: list[str], steps: int | None, limit: int | None) -> dict:
+    base_f1 = eval_f1(config, home, ["base"], "recipes-base", limit)["base"]
+    figures: dict = {"base_test_f1": base_f1, "recipes": {}}
     for recipe in sorted(recipes, key=lambda r: r == config.finetune.recipe):  # the default's adapter last
         recipe_config = config.model_copy(deep=True)
         recipe_config.finetune.recipe = recipe
-        summary = finetune("demo", recipe_config, home, progress=False)
-        tuned = PeftModel.from_pretrained(fresh_causal_lm(config.model.base, config.model.device)[0], paths.adapter)
+        summary = finetune("demo", recipe_config, home, max_steps=steps, progress=False)
+        # A new engine loads the adapter this recipe's training just wrote.
+        ft_f1 = eval_f1(config, home, ["ft"], f"recipes-{recipe.replace('+', '-')}", limit)["ft"]
         figures["recipes"][recipe] = {
-            "ft_test_f1": round(test_f1(tuned, tokenizer, paths, system, max_new_tokens), 4),
+            "ft_test_f1": ft_f1,
             "train_examples": summary["train_examples"],
             "steps": summary["steps"],
             "best_step": summary["best_step"],
@@ -257,13 +276,16 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
     parser.add_argument("--speed-steps", type=int, default=8)
     parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--recipe-steps", type=int, default=None, help="default: the config's max_steps")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--raft-steps", type=int, default=None, help="default: the config's max_steps; 0 skips")
     parser.add_argument("--parts", default="speed,recipes,raft,load")
     parser.add_argument("--load-steps", type=int, default=6)
+    parser.add_argument("--limit", type=int, help="answer only the first N test questions (a quick look)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     config = load_config(args.config)
+    config.chat.max_new_tokens = args.max_new_tokens
     figures: dict = {"model": config.model.base, "threads": torch.get_num_threads()}
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -274,12 +296,12 @@ def main() -> None:
         if "speed" in parts:
             figures |= speed_figures(config, home, paths, args.speed_steps)
         if "recipes" in parts:
-            figures |= recipe_figures(config, home, paths, args.recipes.split(","), args.max_new_tokens)
+            figures |= recipe_figures(config, home, args.recipes.split(","), args.recipe_steps, args.limit)
         raft_steps = config.finetune.max_steps if args.raft_steps is None else args.raft_steps
         if "raft" in parts and raft_steps:
             if "recipes" not in parts:
-                finetune("demo", config, home, progress=False)  # ft_rag's other adapter, the default recipe's
-            figures["raft"] = raft_comparison(config, home, raft_steps, args.max_new_tokens)
+                finetune("demo", config, home, max_steps=args.recipe_steps, progress=False)  # ft_rag's other adapter
+            figures["raft"] = raft_comparison(config, home, raft_steps, args.limit)
             print("raft", figures["raft"], flush=True)
         if "load" in parts:
             figures["load"] = load_figures(config, home, args.load_steps)
