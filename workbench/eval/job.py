@@ -126,7 +126,7 @@ class EvalJob:
         if eval_id is None and last_id is not None and not self._finished(last_id):
             eval_id = last_id
         eval_id = eval_id or datetime.now().strftime("ui-%Y%m%d-%H%M%S-%f")[:-3]
-        stored_before = self._row(eval_id)["stored"] if self._row(eval_id) else 0
+        stored_before = (self._row(eval_id) or {"stored": 0})["stored"]
         with self._lock:
             if self._state == "running":  # another start won the race while we read the store
                 raise EvalRunning(f"run {self.name!r} is already evaluating (eval {self._eval_id})")
