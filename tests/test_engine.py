@@ -147,7 +147,7 @@ def test_answers_are_identical_alone_in_turns_of_2_and_4_and_in_a_12_row_batch_o
     if precision == "fp32":
         assert chosen.precision.startswith("float32")
     variants = ["base", "ft", "rag", "ft_rag"]
-    # 3 questions x 4 variants on 2 threads, each decoding 4 slots that the waiting rows take as answers end
+    # 3 questions x 4 variants on 2 threads, each decoding a group whose free slots the waiting rows take
     twelve = chosen.answer_batch(QUESTIONS, variants, decoding, workers=2)
     for question, batched in zip(QUESTIONS, twelve):
         four = chosen.answer(question, variants, decoding=decoding)

@@ -1,13 +1,14 @@
 """The side-by-side engine: every local variant of a turn decodes in one batch over one copy of the base weights.
 
 Per turn: the RAG variants' sources are retrieved once; each local row is prefilled on its own (so a short prompt is
-never padded to a long one), in order of prompt length so the short columns start first; the rows' caches are then
-left-padded into groups of exactly `DECODE_ROWS` rows and decoded together, each row with its own adapter
-(`AdapterBank`), position, sampling generator and stop at end of sequence. A finished row's slot becomes padding.
-Fixed step shapes, per-row attention (`row_attention`) and a fixed thread count (`ENGINE_THREADS`) make a variant's
-answer bit-identical alone or in any batch, on a quiet or a busy machine. Remote variants run on threads beside the
-local batch. `stream` yields `Event(variant, text_so_far, done)` as tokens arrive, and the final event of each
-variant carries its `Answer` record.
+never padded to a long one), in order of prompt length so the short columns start first, and takes a slot in a
+group of exactly `DECODE_ROWS` rows that decode together, each row with its own adapter (`AdapterBank`), position,
+sampling generator and stop at end of sequence. A finished row's slot becomes padding, or, when many questions are
+answered at once (`answers`, for eval), the next waiting row; several groups then decode side by side on their own
+threads. Fixed step shapes, per-row attention (`row_attention`) and a fixed thread count (`ENGINE_THREADS`) make a
+variant's answer bit-identical alone or in any batch, on a quiet or a busy machine. Remote variants run on threads
+beside the local batch. `stream` yields `Event(variant, text_so_far, done)` as tokens arrive, and the final event
+of each variant carries its `Answer` record.
 """
 
 from __future__ import annotations
@@ -54,9 +55,12 @@ def batch_workers() -> int:
     return max(1, min(cores, BATCH_WORKERS_MAX))
 
 
-DECODE_ROWS = 4
-"""Rows in every decoding step (padding rows fill the gaps; more rows decode in several groups). One fixed shape
-keeps answers batch-invariant; 4 is the arena's widest turn."""
+DECODE_ROWS = 8
+"""Rows in every decoding step (padding rows fill the gaps). One fixed shape keeps answers batch-invariant. A step
+reads every weight once whatever its rows, so on a CPU 8 rows cost little more than 4, and padding rows skip
+attention: measured on 2 cores (demo, 12 questions x 4 variants), a 4-way arena turn took 8.86 s against 8.49 s
+with 4 rows, while a batch of many questions answered 1.61x faster than one question at a time on one thread
+(4 rows: 1.29x) and 2.59x on two (4 rows: 2.03x)."""
 
 
 @dataclass

@@ -58,10 +58,11 @@ class Scorer:
     def score(self, items: list[ScoreItem]) -> list[Scores]:
         """One `Scores` per item, in order; the detector and each LLM judge see all items in one batch."""
         results = [Scores() for _ in items]
+        judges = self._reference_judges([item for item in items if item.reference is not None])
         for item, scores in zip(items, results):
             if item.reference is not None and self.reference:
                 record = {"question": item.question, "text": item.text, "reference": item.reference, "type": item.type}
-                scores.judgements += run_judges(record, self.reference)
+                scores.judgements += run_judges(record, self.reference, judges)
         if self.llm:
             records = [
                 {
@@ -78,6 +79,15 @@ class Scorer:
         if self.detector is not None:
             self._detect(items, results)
         return results
+
+    def _reference_judges(self, items: list[ScoreItem]) -> dict:
+        """The reference judges, the embedding judge with the batch's cosines computed at once."""
+        if "embedding" not in self.reference or not items:
+            return REFERENCE_JUDGES
+        from workbench.judge.reference import embedding_cosines, embedding_judge
+
+        pairs = [(item.text, item.reference.strip()) for item in items if item.reference.strip()]
+        return REFERENCE_JUDGES | {"embedding": embedding_judge(cosines=embedding_cosines(pairs))}
 
     def _detect(self, items: list[ScoreItem], results: list[Scores]) -> None:
         from workbench.judge.hallucination import Item

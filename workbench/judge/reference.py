@@ -153,11 +153,26 @@ def _facts(answer: str, reference: str, item: dict) -> tuple[float | None, str |
     return result.recall, reason, {"found": result.found, "missing": result.missing}
 
 
-def embedding_judge(embedder: str = DEFAULT_EMBEDDER) -> Callable[[dict], Judgement]:
-    """The embedding-similarity judge for an embedder spec; the score is the cosine floored at 0."""
+def embedding_cosines(pairs: list[tuple[str, str]], embedder: str = DEFAULT_EMBEDDER) -> dict[tuple[str, str], float]:
+    """`embedding_cosine` of many (answer, reference) pairs, each distinct text embedded once, in one batch: the
+    four variants of a question share its reference."""
+    from workbench.models import load_embedder
+    from workbench.retrieval.embedding import embed
+
+    texts = list(dict.fromkeys(text for pair in pairs for text in pair))
+    vectors = dict(zip(texts, embed(load_embedder(embedder), texts)))
+    return {(answer, reference): float(vectors[answer] @ vectors[reference]) for answer, reference in pairs}
+
+
+def embedding_judge(
+    embedder: str = DEFAULT_EMBEDDER, cosines: dict[tuple[str, str], float] | None = None
+) -> Callable[[dict], Judgement]:
+    """The embedding-similarity judge for an embedder spec; the score is the cosine floored at 0. `cosines` holds
+    ones already computed (see `embedding_cosines`), keyed by (answer, stripped reference)."""
 
     def measure(answer: str, reference: str, item: dict) -> tuple[float, None, dict]:
-        cosine = embedding_cosine(answer, reference, embedder)
+        known = (cosines or {}).get((answer, reference))
+        cosine = known if known is not None else embedding_cosine(answer, reference, embedder)
         return min(max(cosine, 0.0), 1.0), None, {"cosine": cosine, "embedder": embedder}
 
     return reference_judge("embedding", measure)
