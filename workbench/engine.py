@@ -57,10 +57,10 @@ def batch_workers() -> int:
 
 DECODE_ROWS = 8
 """Rows in every decoding step (padding rows fill the gaps). One fixed shape keeps answers batch-invariant. A step
-reads every weight once whatever its rows, so on a CPU 8 rows cost little more than 4, and padding rows skip
-attention: measured on 2 cores (demo, 12 questions x 4 variants), a 4-way arena turn took 8.86 s against 8.49 s
-with 4 rows, while a batch of many questions answered 1.61x faster than one question at a time on one thread
-(4 rows: 1.29x) and 2.59x on two (4 rows: 2.03x)."""
+reads every weight once whatever its rows, and padding rows skip attention, so 8 rows cost the arena nothing
+measurable: on 2 cores a 4-way 100-token turn took 12.0-12.1 s with 8 rows and 12.4-12.6 s with 4, in one process.
+A batch of many questions (demo, 12 questions x 4 variants) answered 1.61x faster than one question at a time on
+one thread (4 rows: 1.29x) and 2.59x on two (4 rows: 2.03x)."""
 
 
 @dataclass
