@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,7 +124,9 @@ def build_scorer(config: Config, retriever, judges: list[str], judge_model: str 
         else:
             remotes = ", ".join(REMOTE_PREFIX + r for r in config.chat.remotes) or "none configured"
             raise EvalError(f"--judge-model {judge_model!r}: use local or remote:NAME ({remotes})")
-    detector, _problem = configured_detector(config, retriever)
+    detector, problem = configured_detector(config, retriever)
+    if problem:
+        print(f"warning: claims are not checked: {problem}", file=sys.stderr)
     return Scorer(detector, reference, [LLMJudge(rubric, model) for rubric in llm])
 
 
