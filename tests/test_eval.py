@@ -208,3 +208,32 @@ def test_cli_eval_killed_midway_and_run_again_completes_only_the_missing_rows(de
         judged = {j["answer_id"] for j in store.judgements(eval_id="killed")}
     assert len(answers) == 24 and before <= {a["id"] for a in answers}  # the earlier rows kept, not redone
     assert judged == {a["id"] for a in answers}
+
+
+def test_a_stop_request_ends_after_the_answer_in_progress_and_training_settings_keep_the_eval(
+    tiny_config, tiny_home, tiny_engine, tmp_path
+):
+    class StopAfterFirst:
+        def __init__(self):
+            self.checks = 0
+
+        def is_set(self) -> bool:  # checked as each answer ends
+            self.checks += 1
+            return self.checks > 1
+
+    home = _fresh(tiny_home, tmp_path)
+    stopped = run_eval("demo", tiny_config, home, limit=3, engine=tiny_engine, stop=StopAfterFirst(), progress=False)
+    assert stopped["stopped"] and 0 < stopped["stored"] < 12
+    retrained_longer = tiny_config.model_copy(deep=True)
+    retrained_longer.finetune.max_steps = 7  # shapes answers only through the adapter, whose id is checked
+    resumed = run_eval("demo", retrained_longer, home, limit=3, engine=tiny_engine, progress=False)
+    assert resumed["eval_id"] == stopped["eval_id"] and resumed["answered"] == 12 - stopped["stored"]
+
+
+def test_cli_eval_refuses_an_empty_variant_list_and_a_bad_split(tiny_home, capsys):
+    from workbench.cli import main
+
+    assert main(["eval", "--name", "demo", "--home", str(tiny_home), "--variants", ""]) == 2
+    assert "--variants '': give comma-separated names" in capsys.readouterr().err
+    assert main(["eval", "--name", "demo", "--home", str(tiny_home), "--split", "train"]) == 2
+    assert "--split train: use test, val or a QA file" in capsys.readouterr().err

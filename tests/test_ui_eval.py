@@ -68,20 +68,20 @@ def test_the_tab_offers_what_the_run_can_answer_and_runs_an_eval_to_the_end(home
 
 def test_stop_keeps_the_answers_and_start_with_the_same_form_answers_only_the_rest(home, tiny_llama_folder):
     tab, job = _tab(home, _config(tiny_llama_folder, max_new_tokens=32)), eval_job("demo", home)
-    form = (["base", "rag"], "test", 6, ["reference"], "local")
+    form = (["base", "rag"], "test", 20, ["reference"], "local")
     tab.on_start(*form)
     assert "already evaluating" in tab.on_start(*form)[tab.message]
     deadline, running = time.monotonic() + 120, None
-    while time.monotonic() < deadline and not (job.status().stored or 0) >= 2:
+    while time.monotonic() < deadline and not (job.status().stored or 0) >= 1:
         time.sleep(0.05)
     running = progress_html(job.status())
-    assert "running: " in running and " / 12 answers" in running
+    assert "running: " in running and " / 40 answers" in running
     assert "Stopping" in tab.on_stop(None)[tab.message]
     assert job.wait(120)
 
     status = job.status()
-    assert status.state == "stopped" and 2 <= status.stored < status.total == 12, status
-    assert f"stopped: {status.stored} of 12 stored; Start resumes" in tab.on_refresh(None)[tab.progress]
+    assert status.state == "stopped" and 2 <= status.stored < status.total == 40, status
+    assert f"stopped: {status.stored} of 40 stored; Start resumes" in tab.on_refresh(None)[tab.progress]
     with Store.open(home=home) as store:
         first = {a["id"]: (a["qa_id"], a["variant"]) for a in store.answers(eval_id=status.eval_id)}
     assert len(first) == status.stored
@@ -92,9 +92,9 @@ def test_stop_keeps_the_answers_and_start_with_the_same_form_answers_only_the_re
     with Store.open(home=home) as store:
         answers = store.answers(eval_id=status.eval_id)
         assert store.eval(status.eval_id)["finished_at"] is not None
-    assert len(answers) == 12 and len({(a["qa_id"], a["variant"]) for a in answers}) == 12
+    assert len(answers) == 40 and len({(a["qa_id"], a["variant"]) for a in answers}) == 40
     assert {a["id"]: (a["qa_id"], a["variant"]) for a in answers if a["id"] in first} == first
-    assert "finished: 12 / 12 answers" in tab.on_refresh(None)[tab.progress]
+    assert "finished: 40 / 40 answers" in tab.on_refresh(None)[tab.progress]
     assert "No eval is running" in tab.on_stop(None)[tab.message]
 
 

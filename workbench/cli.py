@@ -97,22 +97,27 @@ def _eval(args: argparse.Namespace) -> int:
     from workbench.report.summary import eval_summary
     from workbench.store import Store
 
+    variants = None
+    if args.variants is not None:
+        variants = [v.strip() for v in args.variants.split(",")]
+        if not all(variants):
+            raise BadInputError(f"--variants {args.variants!r}: give comma-separated names, e.g. base,rag")
     result = run_eval(
         args.name,
         load_config(args.config),
         args.home,
-        variants=args.variants.split(",") if args.variants else None,
+        variants=variants,
         split=args.split,
         limit=args.limit,
         eval_id=args.eval_id,
         judges=args.judges.split(",") if args.judges else None,
         judge_model=args.judge_model,
+        stop=_StopRequest(Path(args.stop_file) if args.stop_file else None),
     )
-    again = f"workbench eval --name {args.name} --eval-id {result['eval_id']}"
     if result["stopped"]:
         print(
             f"eval {result['eval_id']}: stopped with {result['stored']} of {result['total']} answers stored; "
-            f"`{again}` answers the rest",
+            "the same command again answers the rest",
             file=sys.stderr,
         )
         return 130
@@ -331,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--judge-model", default="local", help="model of the LLM judges: local (default) or remote:NAME"
     )
+    evaluate.add_argument("--stop-file", help="end cleanly, keeping the stored answers, once this file exists")
 
     index = commands.add_parser("index", parents=[common], help="chunk, embed and index a prepared run's corpus")
     index.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")

@@ -2,9 +2,9 @@
 
 As with training (`workbench.training_job`), the child runs `python -m workbench.cli eval` under `nice -n 19` with
 the app's config written to `HOME/.jobs/NAME.eval.yaml` and its output in `HOME/.jobs/NAME.eval.log`, so a chat
-turn takes the cores first and nothing the app does reaches the eval loop. A stop is SIGINT to the child: the
-runner keeps every answer already stored and exits with status 130 ("stopped"). A failure's reason is the CLI's
-`error:` line or the last line of its traceback.
+turn takes the cores first and nothing the app does reaches the eval loop. A stop is a file the child looks for
+as each answer ends (its `--stop-file`): the runner keeps every answer already stored and exits with status 130
+("stopped"). A failure's reason is the CLI's `error:` line or the last line of its traceback.
 
 Progress is read from the store, which the child writes one answer at a time: the answers stored for the job's eval
 out of questions x variants (known once the child has registered the eval), their rate since this start, and the
@@ -37,7 +37,7 @@ from workbench.workspace import resolve_home, run_paths
 log = logging.getLogger(__name__)
 
 STOPPED_CODES = (130, -signal.SIGINT)
-"""Exit statuses of a child that SIGINT stopped: the runner's clean stop, or an interrupt while it was loading."""
+"""Exit statuses of a stopped child: the runner's clean stop, or an interrupt (Ctrl-C) while it was loading."""
 
 
 class EvalRunning(RuntimeError):
@@ -91,6 +91,7 @@ class EvalJob:
         self.name, self.home = name, resolve_home(home)
         jobs = self.home / ".jobs"
         self.config_file, self.log_file = jobs / f"{name}.eval.yaml", jobs / f"{name}.eval.log"
+        self.stop_file = jobs / f"{name}.eval.stop"
         self._lock = threading.Lock()
         self._state, self._error, self._stop_requested = "idle", None, False
         self._eval_id: str | None = None
@@ -133,7 +134,9 @@ class EvalJob:
             self._state, self._error, self._stop_requested = "running", None, False
             self._eval_id, self._last, self._stored_before = eval_id, key, stored_before
             self._started, self._ended = time.perf_counter(), None
+            self.stop_file.unlink(missing_ok=True)
             arguments = ["eval", "--name", self.name, "--home", str(self.home), "--eval-id", eval_id]
+            arguments += ["--stop-file", str(self.stop_file)]
             self._process = start_cli(arguments + request.arguments(), config, self.config_file, self.log_file)
             self._thread = threading.Thread(target=self._watch, args=(self._process,), name=f"eval-{self.name}")
             self._thread.daemon = True
@@ -141,13 +144,14 @@ class EvalJob:
         return eval_id
 
     def stop(self) -> bool:
-        """Interrupt the eval (SIGINT): the answers stored so far are kept; False when nothing is running."""
+        """Ask the eval to end after the answer in progress (its stop file; a signal would be lost on a child that
+        inherited an ignored SIGINT): the answers stored so far are kept; False when nothing is running."""
         with self._lock:
             if self._state != "running" or self._process is None:
                 return False
             self._stop_requested = True
-            if self._process.poll() is None:
-                self._process.send_signal(signal.SIGINT)
+            self.stop_file.parent.mkdir(parents=True, exist_ok=True)
+            self.stop_file.touch()
             return True
 
     def wait(self, timeout: float | None = None) -> bool:

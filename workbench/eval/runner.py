@@ -79,6 +79,8 @@ def load_questions(name: str, split: str, home: str | Path | None = None, limit:
         ]
         where = f"{path}"
     else:
+        if not Path(split).suffix and not Path(split).exists():
+            raise EvalError(f"--split {split}: use test, val or a QA file (.jsonl / .csv)")
         pairs, _ = load_qa(split)
         questions = [Question(p.id, p.question, p.answer, tuple(p.doc_ids), p.type) for p in pairs]
         where = split
@@ -145,7 +147,7 @@ def plan_eval(
     setup = {
         "config_hash": _digest(
             {
-                "config": config.model_dump(mode="json"),
+                "config": answer_settings(config),
                 "questions": [[q.id, q.question, q.answer, list(q.gold_doc_ids), q.type] for q in questions],
                 "judges": scorer.judge_names,
                 "judge_models": sorted({j.model.name for j in scorer.llm}),
@@ -198,6 +200,15 @@ def plan_eval(
     return EvalPlan(eval_id, name, split_label, variants, scorer.judge_names, questions, setup, pending)
 
 
+def answer_settings(config: Config) -> dict:
+    """The parts of the config that shape an eval's answers and scores (model, decoding, retrieval, detector, system
+    prompt); training settings only matter through the adapter, whose own id is part of the setup."""
+    dump = config.model_dump(mode="json")
+    return {key: dump[key] for key in ("model", "chat", "index", "hallucination")} | {
+        "system_prompt": config.finetune.system_prompt
+    }
+
+
 def run_eval(
     name: str,
     config: Config | None = None,
@@ -213,10 +224,12 @@ def run_eval(
     progress: bool = True,
     engine=None,
     store=None,
+    stop=None,
 ) -> dict:
     """Answer, score and store every missing (question, variant) of the eval; returns `{eval_id, questions,
     variants, answered (this call), stored (in all), total, finished, stopped}`. Ctrl-C stops after the answers
-    in progress are lost and the finished ones stored: the same call again completes the eval."""
+    in progress are lost and the finished ones stored: the same call again completes the eval. `stop` (anything with
+    `is_set()`, checked as each answer ends) ends it the same way."""
     from workbench.engine import Engine, batch_workers
     from workbench.store import Store
 
@@ -231,7 +244,7 @@ def run_eval(
     try:
         scorer = build_scorer(config, engine.retriever, judges or ["reference"], judge_model)
         plan = plan_eval(engine, store, config, name, questions, split, variants, scorer, eval_id)
-        answered, stopped = _answer(engine, store, scorer, plan, workers or batch_workers(), progress)
+        answered, stopped = _answer(engine, store, scorer, plan, workers or batch_workers(), progress, stop)
         stored = len(store.eval_keys(plan.eval_id))
         total = len(questions) * len(variants)
         if stored == total:
@@ -252,7 +265,7 @@ def run_eval(
             store.close()
 
 
-def _answer(engine, store, scorer: Scorer, plan: EvalPlan, workers: int, progress: bool) -> tuple[int, bool]:
+def _answer(engine, store, scorer: Scorer, plan: EvalPlan, workers: int, progress: bool, stop) -> tuple[int, bool]:
     """Answer the plan's pending pairs, storing the scored answers as they end; (answers stored, stopped early)."""
     local = [(q, v) for q, v in plan.pending if not v.startswith(REMOTE_PREFIX)]
     remote = [(q, v) for q, v in plan.pending if v.startswith(REMOTE_PREFIX)]
@@ -282,11 +295,25 @@ def _answer(engine, store, scorer: Scorer, plan: EvalPlan, workers: int, progres
             futures.remove(item)
             keep(item[0], item[1].result())
 
-    answers = engine.answers([(q.question, v) for q, v in local], workers=workers) if local else None
+    def stopping() -> bool:
+        return stop is not None and stop.is_set()
+
+    print(
+        f"eval {plan.eval_id}: {len(plan.questions) * len(plan.variants) - len(plan.pending)} of "
+        f"{len(plan.questions) * len(plan.variants)} answers stored; {len(plan.pending)} to answer",
+        file=sys.stderr,
+        flush=True,
+    )
+    answers = engine.answers([(q.question, v) for q, v in local], workers=workers) if local and not stopping() else None
     try:
         for position, answer in answers or ():
             keep(local[position][0], answer)
             finished_remotes(wait=False)
+            if stopping():
+                flush()
+                return done, True
+        if stopping():
+            return done, True
         finished_remotes(wait=True)
         flush()
     except KeyboardInterrupt:
