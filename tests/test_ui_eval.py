@@ -101,6 +101,9 @@ def test_stop_keeps_the_answers_and_start_with_the_same_form_answers_only_the_re
 def test_a_failing_start_shows_the_cli_error_line(home, tiny_llama_folder):
     tab = _tab(home, _config(tiny_llama_folder))
     assert "choose at least one variant" in tab.on_start([], "test", 2, ["reference"], "local")[tab.message]
+    for limit in (-1, 2.5):
+        refused = tab.on_start(["base"], "test", limit, ["reference"], "local")[tab.message]
+        assert f"Not started: Questions: {limit} is not a whole number" in refused
     tab.on_start(["base", "ft"], "test", 2, ["reference"], "local")
     assert eval_job("demo", home).wait(120)
     status = eval_job("demo", home).status()

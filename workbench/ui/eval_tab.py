@@ -170,7 +170,7 @@ class EvalTab:
             )
         with gr.Row():
             self.split = gr.Dropdown(list(SPLITS), value="test", label="Split", elem_id="wb-eval-split")
-            self.limit = gr.Number(None, precision=0, label="Questions (empty: all)", elem_id="wb-eval-limit")
+            self.limit = gr.Number(0, precision=0, minimum=0, label="Questions (0: all)", elem_id="wb-eval-limit")
             models = ["local", *(REMOTE_PREFIX + r for r in config.chat.remotes)]
             self.judge_model = gr.Dropdown(
                 models, value="local", label="LLM judge model", elem_id="wb-eval-judge-model"
@@ -212,11 +212,15 @@ class EvalTab:
     def on_start(self, variants: list[str], split: str, limit: float | None, judges: list[str], judge_model: str):
         if not self.name:
             return {self.message: f"<p>{esc(NO_RUN)}</p>"} | self.on_refresh(None)
+        problem = None
         if not variants or not judges:
             problem = "choose at least one variant" if not variants else "choose at least one judge"
-            return {self.message: f'<p class="wb-failed">Not started: {problem}.</p>'} | self.on_refresh(None)
+        elif limit not in (None, "") and (float(limit) != int(limit) or int(limit) < 0):
+            problem = f"Questions: {limit} is not a whole number of questions; 0 means all of them"
+        if problem:
+            return {self.message: f'<p class="wb-failed">Not started: {esc(problem)}.</p>'} | self.on_refresh(None)
         request = EvalRequest(
-            tuple(variants), split, None if limit in (None, "") else int(limit), tuple(judges), judge_model
+            tuple(variants), split, int(limit) if limit not in (None, "", 0) else None, tuple(judges), judge_model
         )
         try:
             eval_id = self._job().start(self.config, request)
