@@ -142,7 +142,9 @@ def fp32_engine(engine_home):
     ],
     ids=["native-greedy", "native-seeded-sampling", "fp32-greedy"],
 )
-def test_answers_are_identical_alone_in_turns_of_2_and_4_and_in_a_12_row_batch_on_2_threads(engine, fp32_engine, precision, decoding):
+def test_answers_are_identical_alone_in_turns_of_2_and_4_and_in_a_12_row_batch_on_2_threads(
+    engine, fp32_engine, precision, decoding
+):
     chosen = engine if precision == "auto" else fp32_engine
     if precision == "fp32":
         assert chosen.precision.startswith("float32")
