@@ -144,7 +144,8 @@ def eval_summary(store: Store, eval_id: str) -> str:
     ]
     head = ["variant", "answers", *judges, "flagged", "gold shown", "wrong: gold shown / missed"]
     rows = []
-    for variant, row in figures.items():
+    order = {variant: i for i, variant in enumerate(record["variants"])}  # the eval's own order
+    for variant, row in sorted(figures.items(), key=lambda item: order.get(item[0], len(order))):
         means = [row["judges"].get(j, {}).get("mean") for j in judges]
         rows.append(
             [
@@ -159,4 +160,8 @@ def eval_summary(store: Store, eval_id: str) -> str:
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
         lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(r, widths)).rstrip())
+    lines.append(
+        f"flagged: answers with a claim the detector found unsupported; gold shown: answers shown a source from a "
+        f"gold document; wrong (token F1 < {WRONG_BELOW}): gold shown = the generator failed, missed = retrieval did"
+    )
     return "\n".join(lines)
