@@ -122,6 +122,41 @@ def test_qa_jsonl_and_csv(tmp_path):
     assert pairs[0].paraphrases == ["P1", "P2"] and pairs[1].paraphrases == ["one", "two"]
 
 
+def test_extra_qa_fields_are_kept_as_single_values(tmp_path):
+    rows = [
+        {"id": "q1", "question": "Q?", "answer": "A.", "product": " S2 ", "difficulty": 3, "channel": "email"},
+        {"id": "q2", "question": "R?", "answer": "B.", "urgent": True, "score": 0.5, "owner": None, "doc_id": "d"},
+    ]
+    pairs, _ = load_qa(_write(tmp_path / "qa.jsonl", "".join(json.dumps(r) + "\n" for r in rows)))
+    assert pairs[0].fields == {"product": "S2", "difficulty": 3, "channel": "email"}
+    assert pairs[1].fields == {"urgent": True, "score": 0.5, "owner": None} and pairs[1].doc_id == "d"
+    csv_path = _write(
+        tmp_path / "qa.csv",
+        "id,question,answer,type,product,difficulty\nq1,Q?,A.,fact,S2,3\nq2,R?,B.,, ,\nq3,S?,C.,,X1\n",
+    )
+    pairs, _ = load_qa(csv_path)
+    assert [p.fields for p in pairs] == [{"product": "S2", "difficulty": "3"}, {}, {"product": "X1"}]
+    assert pairs[0].type == "fact"
+
+
+@pytest.mark.parametrize(("value", "kind"), [(["S2", "S3"], "a list"), ({"name": "S2"}, "an object")])
+def test_a_non_scalar_extra_qa_field_names_the_line_and_field(tmp_path, value, kind):
+    path = _write(
+        tmp_path / "qa.jsonl",
+        json.dumps({"question": "ok?", "answer": "ok"})
+        + "\n"
+        + json.dumps({"question": "Q?", "answer": "A", "product": value})
+        + "\n",
+    )
+    with pytest.raises(BadInputError) as raised:
+        load_qa(path)
+    assert str(raised.value).startswith(
+        f"{path}:2: field 'product' must be a single value (text, number or true/false) to group results by, not {kind}"
+    )
+    pairs, report = load_qa(path, skip_bad_rows=True)
+    assert [p.question for p in pairs] == ["ok?"] and report.skipped_rows[0]["source"] == f"{path}:2"
+
+
 @pytest.mark.parametrize(
     "row, problem",
     [

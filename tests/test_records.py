@@ -1,10 +1,13 @@
+import csv
 import json
 
 import pytest
 
+from workbench.config import Config
 from workbench.data.examples import qa_example
 from workbench.data.loaders import BadInputError, load_qa
 from workbench.data.prepare import prepare
+from workbench.eval.runner import load_questions
 from workbench.records import Example, read_split
 from workbench.workspace import read_jsonl, run_paths
 
@@ -69,6 +72,46 @@ def test_a_prepared_split_reads_back_as_its_examples(home, tmp_path, corpus):
     }
 
 
+FIELDS = {
+    "q1": {"product": "X200", "difficulty": 2},
+    "q2": {"product": "X200", "channel": "email"},
+    "q3": {"channel": "chat", "difficulty": 1},
+    "q5": {"product": "hub"},
+    "q6": {"product": "hub", "difficulty": 3},
+}
+"""Extra QA fields per pair (q4 has none); every split of the test below holds some."""
+
+
+def _write_qa(path, pairs) -> None:
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(pair) + "\n" for pair in pairs))
+        return
+    columns = ["id", "question", "answer", "doc_id", "product", "difficulty", "channel"]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(pairs)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_extra_qa_fields_travel_into_the_prepared_splits_and_the_eval_questions(home, tmp_path, corpus, suffix):
+    qa = tmp_path / f"qa{suffix}"
+    _write_qa(qa, [pair | FIELDS.get(pair["id"], {}) for pair in PAIRS])
+    config = Config(prepare={"split": {"train": 0.4, "val": 0.3, "test": 0.3}})  # every split gets questions
+    prepare("fields", [corpus], qa, config, home=home, progress=False)
+    paths = run_paths("fields", home)
+    as_read = FIELDS if suffix == ".jsonl" else {k: {n: str(v) for n, v in f.items()} for k, f in FIELDS.items()}
+    expected = {pair["id"]: as_read.get(pair["id"], {}) for pair in PAIRS}
+    rows = [row for name in SPLITS for row in read_jsonl(paths.split(name))]
+    assert {row["id"]: row["fields"] for row in rows} == expected
+    assert {e.id: e.fields for e in _all_splits(paths)} == expected
+    for name in ("val", "test"):
+        questions = load_questions("fields", name, home)
+        assert {q.id: q.fields for q in questions} == {e.id: e.fields for e in read_split(paths.split(name))}
+        assert any(q.fields for q in questions)
+    assert {q.id: q.fields for q in load_questions("fields", str(qa), home)} == expected
+
+
 def test_corpus_examples_are_not_questions(home, corpus):
     prepare("corpus-only", [corpus], home=home, progress=False)
     examples = _all_splits(run_paths("corpus-only", home))
@@ -96,11 +139,12 @@ def _line(**changes) -> str:
 def test_an_older_file_without_the_optional_fields_reads(tmp_path):
     path = tmp_path / "runs" / "old" / "data" / "test.jsonl"
     path.parent.mkdir(parents=True)
-    row = {k: v for k, v in json.loads(_line()).items() if k not in ("doc_id", "doc_ids", "type", "paraphrases")}
-    path.write_text(json.dumps(row) + "\n\n" + _line(id="y", extra="ignored") + "\n")
+    optional = ("doc_id", "doc_ids", "type", "paraphrases", "fields")
+    row = {k: v for k, v in json.loads(_line(fields={"product": "S2"})).items() if k not in optional}
+    path.write_text(json.dumps(row) + "\n\n" + _line(id="y", extra="ignored", fields={"product": "S2"}) + "\n")
     first, second = read_split(path)
-    assert (first.doc_id, first.doc_ids, first.type, first.paraphrases) == (None, [], None, [])
-    assert second.id == "y" and second.gold_doc_ids == ["a"]
+    assert (first.doc_id, first.doc_ids, first.type, first.paraphrases, first.fields) == (None, [], None, [], {})
+    assert second.id == "y" and second.gold_doc_ids == ["a"] and second.fields == {"product": "S2"}
 
 
 @pytest.mark.parametrize(
@@ -114,6 +158,10 @@ def test_an_older_file_without_the_optional_fields_reads(tmp_path):
         (_line(doc_ids="a"), "field 'doc_ids' has the wrong type"),
         (_line(messages=[{"role": "user"}]), "field 'messages' has the wrong type"),
         (_line(origin="web"), "field 'origin' is 'web', not one of qa, synthetic, corpus"),
+        (_line(fields="S2"), "field 'fields' has the wrong type"),
+        (_line(fields=["S2"]), "field 'fields' has the wrong type"),
+        (_line(fields={"product": ["S2"]}), "field 'fields' has a non-scalar value for 'product'"),
+        (_line(fields={"ok": 1, "tags": {"a": 1}}), "field 'fields' has a non-scalar value for 'tags'"),
     ],
 )
 def test_a_bad_line_names_the_file_line_and_field(tmp_path, bad, field):

@@ -10,6 +10,15 @@ QA_TYPES = ("fact", "numeric", "procedure", "multi_doc", "unanswerable")
 """Question types of a QA set; `unanswerable` questions have an abstention as their reference answer."""
 
 
+SCALAR_TYPES = (str, int, float, bool, type(None))
+"""Value types an extra QA field may have (`QAPair.fields`, `Example.fields`): single values to group by."""
+
+
+def is_scalar(value) -> bool:
+    """True for a value an extra QA field may hold: text, a number, true/false or null."""
+    return isinstance(value, SCALAR_TYPES)
+
+
 @dataclass
 class Document:
     """One corpus document after loading (and later cleaning); `source` is `path` or `path:line` for row files."""
@@ -52,6 +61,9 @@ class QAPair:
     doc_ids: list[str] = field(default_factory=list)
     type: str | None = None
     paraphrases: list[str] = field(default_factory=list)
+    fields: dict = field(default_factory=dict)
+    """The QA file's own extra fields (e.g. `{"product": "S2"}`), scalar values only, kept so reports can group
+    by them."""
 
     def questions(self) -> list[str]:
         """The question and all its rewordings: a pair's whole footprint for grouping and leakage checks."""
@@ -88,6 +100,9 @@ class Example:
     doc_ids: list[str] = field(default_factory=list)
     type: str | None = None
     paraphrases: list[str] = field(default_factory=list)
+    fields: dict = field(default_factory=dict)
+    """The QA file's own extra fields (e.g. `{"product": "S2"}`), scalar values only, kept so reports can group
+    by them; empty for corpus examples."""
 
     @property
     def is_question(self) -> bool:
@@ -117,16 +132,17 @@ _EXAMPLE_FIELDS = {
     "doc_ids": list,
     "type": str | None,
     "paraphrases": list,
+    "fields": dict,
 }
-_OPTIONAL_FIELDS = ("doc_id", "doc_ids", "type", "paraphrases")
+_OPTIONAL_FIELDS = ("doc_id", "doc_ids", "type", "paraphrases", "fields")
 """Fields older split files may lack; they take the `Example` defaults."""
 
 
 def read_split(path: Path) -> list[Example]:
     """The examples of a prepared split file, one per non-blank line, in file order.
 
-    Older files may lack the optional fields (`doc_id`, `doc_ids`, `type`, `paraphrases`); unknown fields are
-    ignored. A line that is not a JSON object, lacks a required field or has a field of the wrong type is a
+    Older files may lack the optional fields (`doc_id`, `doc_ids`, `type`, `paraphrases`, `fields`); unknown
+    fields are ignored. A line that is not a JSON object, lacks a required field or has a field of the wrong type is a
     `BadInputError` naming `file:line` and the field.
     """
     path = Path(path)
@@ -158,6 +174,9 @@ def _example_from_line(line: str, where: str, redo: str) -> Example:
         if not isinstance(value, expected) or isinstance(value, bool) or not _items_ok(name, value):
             raise _bad_input(f"{where}: field '{name}' has the wrong type ({_describe(value)}); {redo}")
         values[name] = value
+    for key, value in values.get("fields", {}).items():
+        if not is_scalar(value):
+            raise _bad_input(f"{where}: field 'fields' has a non-scalar value for {key!r} ({_describe(value)}); {redo}")
     if values["origin"] not in ORIGINS:
         raise _bad_input(f"{where}: field 'origin' is {values['origin']!r}, not one of {', '.join(ORIGINS)}; {redo}")
     return Example(**values)

@@ -22,6 +22,7 @@ def qa_example(pair: QAPair, group: int) -> Example:
         doc_ids=pair.doc_ids,
         type=pair.type,
         paraphrases=pair.paraphrases,
+        fields=dict(pair.fields),
     )
 
 

@@ -17,11 +17,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from workbench.records import QA_TYPES, Document, QAPair
+from workbench.records import QA_TYPES, Document, QAPair, is_scalar
 
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
 ROW_SUFFIXES = (".jsonl", ".csv")
 QA_SUFFIXES = (".jsonl", ".csv")
+QA_KEYS = ("id", "question", "answer", "doc_id", "doc_ids", "type", "paraphrases")
+"""Keys of a QA row that `load_qa` reads into `QAPair` attributes; any other key is an extra field (`fields`)."""
 
 
 class BadInputError(ValueError):
@@ -263,7 +265,11 @@ def _as_list(value, field_name: str, where: str) -> list[str]:
 
 
 def load_qa(path: str | Path, skip_bad_rows: bool = False) -> tuple[list[QAPair], LoadReport]:
-    """Load a QA set (.jsonl or .csv) with `question,answer` and optional `id,doc_id,doc_ids,type,paraphrases`."""
+    """Load a QA set (.jsonl or .csv) with `question,answer` and optional `id,doc_id,doc_ids,type,paraphrases`.
+
+    Every other key is kept in `QAPair.fields` so reports can group by it: in JSONL its value must be a single
+    value (text, number, true/false or null); in CSV every extra column is text, and empty cells are left out.
+    """
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{path}: QA file not found")
@@ -272,10 +278,11 @@ def load_qa(path: str | Path, skip_bad_rows: bool = False) -> tuple[list[QAPair]
     report = LoadReport()
     pairs: list[QAPair] = []
     ids: set[str] = set()
+    from_csv = path.suffix.lower() == ".csv"
     for line, row in _parse_rows(path, report, skip_bad_rows):
         where = f"{path}:{line}"
         try:
-            pairs.append(_row_to_qa(row, where, ids))
+            pairs.append(_row_to_qa(row, where, ids, from_csv))
         except BadInputError as exc:
             if not skip_bad_rows:
                 raise
@@ -286,7 +293,7 @@ def load_qa(path: str | Path, skip_bad_rows: bool = False) -> tuple[list[QAPair]
     return pairs, report
 
 
-def _row_to_qa(row: dict, where: str, ids: set[str]) -> QAPair:
+def _row_to_qa(row: dict, where: str, ids: set[str], from_csv: bool) -> QAPair:
     question, answer = row.get("question"), row.get("answer")
     for name, value in (("question", question), ("answer", answer)):
         if not isinstance(value, str) or not value.strip():
@@ -294,6 +301,7 @@ def _row_to_qa(row: dict, where: str, ids: set[str]) -> QAPair:
     qa_type = (row.get("type") or None) and str(row["type"]).strip()
     if qa_type is not None and qa_type not in QA_TYPES:
         raise BadInputError(f"{where}: unknown type {qa_type!r}; use one of {', '.join(QA_TYPES)}")
+    fields = _extra_fields(row, where, from_csv)
     doc_id = row.get("doc_id") or None
     doc_ids = _as_list(row.get("doc_ids"), "doc_ids", where) or ([str(doc_id)] if doc_id else [])
     pair_id = str(row.get("id") or f"qa-{len(ids) + 1:05d}")
@@ -309,4 +317,22 @@ def _row_to_qa(row: dict, where: str, ids: set[str]) -> QAPair:
         doc_ids=doc_ids,
         type=qa_type,
         paraphrases=_as_list(row.get("paraphrases"), "paraphrases", where),
+        fields=fields,
     )
+
+
+def _extra_fields(row: dict, where: str, from_csv: bool) -> dict:
+    """The row's keys beyond `QA_KEYS`, each a single value (text stripped); a CSV row's empty cells are left out."""
+    fields = {}
+    for key, value in row.items():
+        if key in QA_KEYS or not key.strip():
+            continue
+        if from_csv and (value is None or not value.strip()):
+            continue
+        if not is_scalar(value):
+            raise BadInputError(
+                f"{where}: field {key!r} must be a single value (text, number or true/false) to group results by, "
+                f"not {'a list' if isinstance(value, list) else 'an object'}; flatten it or drop it from the row"
+            )
+        fields[key] = value.strip() if isinstance(value, str) else value
+    return fields

@@ -50,6 +50,8 @@ class Question:
     answer: str
     gold_doc_ids: tuple[str, ...] = ()
     type: str | None = None
+    fields: dict = field(default_factory=dict, hash=False)
+    """The QA file's own extra fields (`QAPair.fields`), for grouping results."""
 
 
 @dataclass
@@ -73,7 +75,7 @@ def load_questions(name: str, split: str, home: str | Path | None = None, limit:
         if not path.is_file():
             raise EvalError(f"{path}: no {split} split; run `workbench prepare --name {name} ...` first")
         questions = [
-            Question(e.id, e.question, e.answer, tuple(e.gold_doc_ids), e.type)
+            Question(e.id, e.question, e.answer, tuple(e.gold_doc_ids), e.type, dict(e.fields))
             for e in read_split(path)
             if e.is_question
         ]
@@ -82,7 +84,7 @@ def load_questions(name: str, split: str, home: str | Path | None = None, limit:
         if not Path(split).suffix and not Path(split).exists():
             raise EvalError(f"--split {split}: use test, val or a QA file (.jsonl / .csv)")
         pairs, _ = load_qa(split)
-        questions = [Question(p.id, p.question, p.answer, tuple(p.doc_ids), p.type) for p in pairs]
+        questions = [Question(p.id, p.question, p.answer, tuple(p.doc_ids), p.type, dict(p.fields)) for p in pairs]
         where = split
     if limit is not None:
         if limit < 1:
