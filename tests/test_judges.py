@@ -1,5 +1,4 @@
 import json
-import math
 import textwrap
 
 import pytest
@@ -12,7 +11,6 @@ from workbench.judge import (
     LLMJudge,
     LocalJudgeModel,
     PairwiseJudge,
-    cohen_kappa,
     is_abstention,
     key_fact_recall,
     load_rubric,
@@ -21,9 +19,7 @@ from workbench.judge import (
     rouge_l,
     rubric_names,
     run_judges,
-    spearman,
 )
-from workbench.judge.agreement import ranks
 
 QA = {row["id"]: row for row in map(json.loads, (DEMO / "qa.jsonl").read_text().splitlines())}
 FAST_JUDGES = ["token_f1", "exact_match", "contains", "key_facts"]
@@ -405,46 +401,3 @@ def test_judges_refuse_the_wrong_kind_of_rubric():
         LLMJudge(load_rubric("pairwise"), ScriptedModel(str))
     with pytest.raises(BadInputError, match="score rubric"):
         PairwiseJudge(load_rubric("helpfulness"), ScriptedModel(str))
-
-
-# -- agreement -------------------------------------------------------------------------------------------------------
-
-
-def test_spearman_against_hand_computation_and_scipy():
-    stats = pytest.importorskip("scipy.stats")
-    # No ties: d = (-1, 1, -1, 1, 0), rho = 1 - 6 * 4 / (5 * 24) = 0.8.
-    assert spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]).value == pytest.approx(0.8)
-    # Ties share ranks: x ranks (1, 2.5, 2.5, 4), y ranks (1, 2, 3.5, 3.5); r = 3.75 / 4.5.
-    scores, stars = [0.2, 0.4, 0.4, 1.0], [1, 2, 3, 3]
-    result = spearman(scores + [None, 0.5], stars + [4, None])
-    assert (result.value, result.n) == (pytest.approx(3.75 / 4.5), 4)
-    assert result.value == pytest.approx(stats.spearmanr(scores, stars).statistic)
-    assert ranks([3, 1, 3, 2]) == list(stats.rankdata([3, 1, 3, 2]))
-
-
-def test_spearman_undefined_cases_give_a_reason():
-    few = spearman([0.1, 0.9], [1, 5])
-    assert (few.value, few.n) == (None, 2) and "at least 3" in few.reason
-    constant = spearman([0.5, 0.5, 0.5], [1, 3, 5])
-    assert constant.value is None and "judge scores are equal" in constant.reason
-    with pytest.raises(ValueError, match="length"):
-        spearman([1, 2, 3], [1, 2])
-
-
-def test_cohen_kappa_against_hand_computation():
-    # 4 both-flagged, 1 auto only, 2 human only, 3 neither: po = 0.7, pe = 0.5 * 0.6 + 0.5 * 0.4 = 0.5, kappa = 0.4.
-    automatic = [True] * 4 + [True] + [False] * 2 + [False] * 3
-    human = [True] * 4 + [False] + [True] * 2 + [False] * 3
-    result = cohen_kappa(automatic + [None], human + [True])
-    assert (result.value, result.n) == (pytest.approx(0.4), 10)
-    assert result.details["observed"] == pytest.approx(0.7) and result.details["counts"]["false_true"] == 2
-    assert cohen_kappa([True, True], [True, False]).value == pytest.approx(0.0)
-    assert cohen_kappa([True, False, True], [False, True, False]).value == pytest.approx(-0.8)
-
-
-def test_cohen_kappa_degenerate_cases():
-    same = cohen_kappa([False, False, False], [False, False, False])
-    assert same.value is None and same.n == 3 and same.details["observed"] == 1.0 and "undefined" in same.reason
-    empty = cohen_kappa([None, True], [False, None])
-    assert (empty.value, empty.n) == (None, 0) and empty.reason
-    assert not math.isnan(cohen_kappa([True], [False]).value)

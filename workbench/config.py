@@ -221,6 +221,34 @@ class HallucinationConfig(_Section):
     """Local folder of an NLI cross-encoder for the `nli` detector; nothing is downloaded."""
 
 
+class RemotePrice(_Section):
+    input_per_1k: float = Field(ge=0)
+    """Price of 1,000 prompt tokens sent to the endpoint."""
+    output_per_1k: float = Field(ge=0)
+    """Price of 1,000 tokens the endpoint generates."""
+
+
+class ReportConfig(_Section):
+    metric: str = "token_f1"
+    """The reference judge the decision rests on (any judge an eval stored: token_f1, key_facts, rouge_l, ...)."""
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    """Level of every interval; a difference is significant when its corrected p-value is below 1 - confidence."""
+    power: float = Field(0.8, gt=0.5, lt=1)
+    """Power assumed when estimating how many more questions or votes would make a difference significant."""
+    bootstrap_rounds: int = Field(2000, ge=100)
+    """Resamples behind each interval of a mean or a paired difference."""
+    preference_rounds: int = Field(200, ge=20)
+    """Resamples of the votes behind the Bradley-Terry intervals."""
+    currency: str = "USD"
+    """Unit of the prices below, shown beside every cost."""
+    cpu_hour: float | None = Field(None, ge=0)
+    """Price of one hour of the CPU machine that trains and answers; no price leaves costs in hours only."""
+    gpu_hour: float | None = Field(None, ge=0)
+    """Price of one hour of the GPU machine, used for work that ran on a GPU."""
+    remote_prices: dict[str, RemotePrice] = {}
+    """Per remote endpoint (its name under `chat.remotes`), the price of its tokens."""
+
+
 class Config(_Section):
     model: ModelConfig = ModelConfig()
     """Which models to use and where they run."""
@@ -234,6 +262,8 @@ class Config(_Section):
     """Which variants answer, and how they decode and retrieve."""
     hallucination: HallucinationConfig = HallucinationConfig()
     """How answers are checked for unsupported claims (`workbench check` and the judges)."""
+    report: ReportConfig = ReportConfig()
+    """What `workbench report` decides on, how sure it must be, and what compute and tokens cost."""
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -44,6 +44,7 @@ from workbench.workspace import (
     RunPaths,
     cached_file_sha256,
     file_sha256,
+    machine,
     package_versions,
     read_json,
     replace_folder,
@@ -348,6 +349,7 @@ def finetune(
         "train_seconds": state["elapsed"],
         "wall_seconds": time.perf_counter() - started,
         "forgetting": forgetting,
+        "machine": machine(model.device),
         "versions": package_versions("torch", "transformers", "peft") | {"workbench": __version__},
     }
     if group.main:

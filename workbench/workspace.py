@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -184,4 +185,18 @@ def package_versions(*packages: str) -> dict[str, str]:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             found[package] = "not installed"
+    return found
+
+
+def machine(device=None) -> dict:
+    """What a step ran on, for manifests the report prices: `kind` (`cpu` or `gpu`), `name`, `cores`, and the
+    process's peak memory so far (`peak_memory_mb`: resident set on CPU, allocated device memory on a GPU)."""
+    kind = "gpu" if device is not None and getattr(device, "type", str(device)).startswith("cuda") else "cpu"
+    found = {"kind": kind, "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    found["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    if kind == "gpu":
+        import torch  # only when a GPU ran the step, so manifests stay writable without torch
+
+        found["name"] = torch.cuda.get_device_name(device)
+        found["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return found

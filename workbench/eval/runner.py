@@ -28,7 +28,7 @@ from workbench.data.loaders import BadInputError, load_qa
 from workbench.records import read_split
 from workbench.scoring import ScoreItem, Scorer, configured_detector
 from workbench.variants import REMOTE_PREFIX
-from workbench.workspace import resolve_home, run_paths
+from workbench.workspace import machine, resolve_home, run_paths
 
 NAMED_SPLITS = ("test", "val")
 REMOTE_THREADS = 4
@@ -251,7 +251,9 @@ def run_eval(
         total = len(questions) * len(variants)
         if stored == total:
             rows = store.answers(eval_id=plan.eval_id)
-            store.finish_eval(plan.eval_id, {"answers": stored, "errors": sum(bool(a["error"]) for a in rows)})
+            errors = sum(bool(a["error"]) for a in rows)
+            device = getattr(getattr(engine, "model", None), "device", None)
+            store.finish_eval(plan.eval_id, {"answers": stored, "errors": errors, "machine": machine(device)})
         return {
             "eval_id": plan.eval_id,
             "questions": len(questions),

@@ -1,10 +1,11 @@
-"""Judges of answers: reference metrics, rubric-driven LLM judges, pairwise comparison, and agreement with humans.
+"""Judges of answers: reference metrics, rubric-driven LLM judges and pairwise comparison.
+
+How far they agree with people is the report's to measure (`workbench.report.agreement`).
 
 Every judge returns a `Judgement` (score 0..1, or None with the reason); see `registry` for running all reference
 judges on an answer item (`question`, `text`, and the QA pair's `reference` and `type`).
 """
 
-from workbench.judge.agreement import Agreement, cohen_kappa, spearman
 from workbench.judge.facts import Fact, extract_facts
 from workbench.judge.llm import (
     JudgeModel,
@@ -33,7 +34,6 @@ from workbench.judge.registry import REFERENCE_JUDGES, Judgement, register_refer
 __all__ = [
     "DEFAULT_EMBEDDER",
     "REFERENCE_JUDGES",
-    "Agreement",
     "Fact",
     "FactRecall",
     "JudgeModel",
@@ -44,7 +44,6 @@ __all__ = [
     "PairwiseJudge",
     "RemoteJudgeModel",
     "Rubric",
-    "cohen_kappa",
     "contains",
     "embedding_cosine",
     "embedding_judge",
@@ -59,5 +58,4 @@ __all__ = [
     "rouge_l",
     "rubric_names",
     "run_judges",
-    "spearman",
 ]
