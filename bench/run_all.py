@@ -7,7 +7,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [  # the others are their helpers
     HERE / name
-    for name in ("prepare.py", "retrieval.py", "finetune.py", "engine.py", "answers.py", "eval.py", "hallucination.py")
+    for name in (
+        "prepare.py",
+        "retrieval.py",
+        "finetune.py",
+        "engine.py",
+        "answers.py",
+        "eval.py",
+        "hallucination.py",
+        "report.py",
+    )
 ]
 
 if __name__ == "__main__":

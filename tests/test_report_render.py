@@ -68,6 +68,7 @@ def demo_report() -> dict:
             row["val_loss"] = 2.7 - row["step"] / 400
     return {
         "run": "demo",
+        "settings": {"metric": "token_f1", "confidence": 0.95, "bootstrap_rounds": 2000, "preference_rounds": 200},
         "eval": {
             "id": "test-2bc8237bdc",
             "split": "test",

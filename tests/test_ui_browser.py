@@ -6,7 +6,7 @@ everything the browser received before the vote (the page, every HTTP body, the 
 through a `fetch` wrapper, websocket frames) and on the DOM, with a checker that must then find the names in
 what arrives after the vote.
 
-`WORKBENCH_SCREENSHOTS=1` also writes docs/screenshot-arena*.png and docs/screenshot-ratings.png
+`WORKBENCH_SCREENSHOTS=1` also writes docs/screenshot-arena*.png and docs/screenshot-ratings.png (the Report tab)
 (`WORKBENCH_SCREENSHOTS=DIR`: into DIR instead, to look at them without changing the docs).
 """
 
@@ -303,10 +303,13 @@ def test_a_rater_compares_blind_votes_sees_the_names_and_markup_never_runs(serve
     assert page.evaluate("() => window.__xss") is None
     assert page.locator(".wb-col img, .wb-col script").count() == 0
 
-    page.get_by_role("tab", name="Ratings").click()
+    page.get_by_role("tab", name="Report").click()
     page.wait_for_function("() => document.querySelector('#wb-ratings table') !== null", timeout=60_000)
     table = page.locator("#wb-ratings table").inner_text()
     assert all(name in table for name in VARIANTS) and "votes won" in table
+    report = page.locator("#wb-report").inner_text()
+    assert "no eval yet" in report and "Human preference" in report  # the vote above is in the report
+    assert page.locator("#wb-report svg").count() >= 1  # the Bradley-Terry plot of that vote
     shoot(page, "screenshot-ratings.png")
     with page.expect_download(timeout=30_000) as download:
         page.locator("#wb-ratings-csv").click()

@@ -27,6 +27,8 @@ Typical order:
   workbench finetune --name NAME                                  train a LoRA adapter
   workbench ask      --name NAME "QUESTION"                       answer with every variant, or
   workbench serve    --name NAME                                  chat with them in the browser
+  workbench eval     --name NAME                                  answer the test questions with every variant
+  workbench report   --name NAME [--out REPORT.html]              decide: quality, preference, hallucination, cost
   workbench check    --input ANSWERS.jsonl --output OUT.jsonl     flag unsupported claims in answers
 
 `workbench demo` prepares, indexes and fine-tunes the shipped demo corpus and opens the app.
@@ -123,6 +125,32 @@ def _eval(args: argparse.Namespace) -> int:
         return 130
     with Store.open(home=args.home) as store:
         print(eval_summary(store, result["eval_id"]))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from workbench.report import build_report, load_rows
+    from workbench.report.render import render_html, render_markdown
+    from workbench.store import Store
+    from workbench.workspace import write_text_atomic
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in (".html", ".md"):
+        raise BadInputError(f"--out {args.out}: name an .html or a .md file")
+    if not (resolve_home(args.home) / "runs" / args.name).is_dir():
+        raise BadInputError(f"--name {args.name}: no such run in {resolve_home(args.home)}; prepare it first")
+    with Store.open(home=args.home) as store:
+        rows = load_rows(store, args.name, load_config(args.config), args.home, args.eval)
+    report = build_report(rows, by=args.by or (), compare=[tuple(pair) for pair in args.compare or ()])
+    if out is not None:
+        write_text_atomic(out, render_html(report) if out.suffix.lower() == ".html" else render_markdown(report))
+        print(f"report written to {out}: {report['decision']['headline']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    elif out is None:
+        print(render_markdown(report))
     return 0
 
 
@@ -338,6 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--stop-file", help="end cleanly, keeping the stored answers, once this file exists")
 
+    report = commands.add_parser(
+        "report", parents=[common], help="decide between the variants: quality, preference, hallucination, cost"
+    )
+    report.add_argument("--name", required=True, type=_run_name, help="run to report on")
+    report.add_argument("--eval", help="eval id to report (default: the run's latest eval with answers)")
+    report.add_argument("--out", help="write the report to FILE.html (one offline file with plots) or FILE.md")
+    report.add_argument("--json", action="store_true", help="print every section as one JSON object")
+    report.add_argument(
+        "--by", action="append", metavar="FIELD", help="also break results down by this QA field; repeatable"
+    )
+    report.add_argument(
+        "--compare", nargs=2, action="append", metavar=("A", "B"), help="also compare variant A with B; repeatable"
+    )
+
     index = commands.add_parser("index", parents=[common], help="chunk, embed and index a prepared run's corpus")
     index.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
     index.add_argument("--update", action="store_true", help="re-embed only added or changed documents")
@@ -377,6 +419,7 @@ COMMANDS = {
     "prepare": _prepare,
     "finetune": _finetune,
     "eval": _eval,
+    "report": _report,
     "index": _index,
     "search": _search,
     "ask": _ask,

@@ -192,7 +192,7 @@ def machine(device=None) -> dict:
     """What a step ran on, for manifests the report prices: `kind` (`cpu` or `gpu`), `name`, `cores`, and the
     process's peak memory so far (`peak_memory_mb`: resident set on CPU, allocated device memory on a GPU)."""
     kind = "gpu" if device is not None and getattr(device, "type", str(device)).startswith("cuda") else "cpu"
-    found = {"kind": kind, "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    found = {"kind": kind, "name": _cpu_name(), "cores": os.cpu_count()}
     found["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
     if kind == "gpu":
         import torch  # only when a GPU ran the step, so manifests stay writable without torch
@@ -200,3 +200,14 @@ def machine(device=None) -> dict:
         found["name"] = torch.cuda.get_device_name(device)
         found["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return found
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.report.stats import SEED
+from workbench.report.stats import SEED, items_needed, mean_interval, rate_interval
 
 ELO_SCALE = 400 / math.log(10)
 PRIOR_SD = 4.0
@@ -189,3 +189,53 @@ def _ratings(variants: list[str], strengths: np.ndarray, confidence: float) -> d
         above = sum(1 for m in range(len(variants)) if low[m] > high[k])
         out[variant] = {"rating": float(elo[0, k]), "low": float(low[k]), "high": float(high[k]), "rank": 1 + above}
     return dict(sorted(out.items(), key=lambda item: -item[1]["rating"]))
+
+
+def preference_section(rows) -> dict:
+    """Human preference of a run's arena (`ReportRows`): votes, win rates, Bradley-Terry ratings plain and
+    length-controlled, stars and the human "states something false" rate per variant with intervals, and how many
+    more votes would separate the two leading variants."""
+    settings = rows.config.report
+    votes = votes_from_rows(rows.arena_answers, rows.ratings)
+    variants = sorted({v for vote in votes for v in vote.variants})
+    stars, checked, false = defaultdict(list), defaultdict(int), defaultdict(int)
+    for r in rows.ratings:
+        if r["answer_id"] is None:
+            continue
+        if r["stars"] is not None:
+            stars[r["variant"]].append(r["stars"])
+        if r["hallucinated"] is not None:
+            checked[r["variant"]] += 1
+            false[r["variant"]] += bool(r["hallucinated"])
+    rated = sorted(set(stars) | set(checked))
+    section = {
+        "votes": len(votes),
+        "outcomes": {k: sum(v.outcome == k for v in votes) for k in ("best", "tie", "all_bad")},
+        "stars": {v: mean_interval(stars[v], settings.confidence, settings.bootstrap_rounds) for v in rated},
+        "states_false": {v: rate_interval(false[v], checked[v], settings.confidence) for v in rated},
+    }
+    if not votes:
+        return section | {"variants": [], "win_rates": None, "bradley_terry": None, "length_controlled": None}
+    section["variants"] = variants
+    section["win_rates"] = win_rates(votes, variants)
+    section["bradley_terry"] = bradley_terry(votes, variants, settings.preference_rounds, settings.confidence)
+    section["length_controlled"] = length_controlled(votes, variants, settings.preference_rounds, settings.confidence)
+    leaders = list(section["bradley_terry"]["variants"])[:2]
+    section["votes_needed"] = _votes_needed(votes, *leaders, settings) if len(leaders) == 2 else None
+    return section
+
+
+def _votes_needed(votes: list[Vote], first: str, second: str, settings) -> dict:
+    """Votes with a battle between the two leaders so far, and the number a difference as large as the one seen
+    would need to be significant (None when they are even)."""
+    outcomes = [
+        (2 * s - 1) * (1 if i == first else -1)
+        for vote in votes
+        for i, j, s in battles(vote)
+        if {i, j} == {first, second}
+    ]
+    mean = float(np.mean(outcomes)) if outcomes else None
+    sd = float(np.std(outcomes, ddof=1)) if len(outcomes) > 1 else None
+    needed = items_needed(mean, sd, 1, settings.confidence, settings.power)
+    more = None if needed is None else max(needed - len(outcomes), 0)
+    return {"between": [first, second], "battles": len(outcomes), "needed": needed, "more": more}

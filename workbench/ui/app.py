@@ -1,5 +1,5 @@
-"""The web app: the blind arena, the ratings so far, evals over a held-out split, training, the index and the run's
-data-quality report.
+"""The web app: the blind arena, evals over a held-out split, the decision report with the ratings so far, training,
+the index and the run's data-quality report.
 
 There is no separate chat with the base model: the arena's `base` variant is the one place for it, so a "base"
 answer is the same wherever it is read.
@@ -20,7 +20,7 @@ from workbench.training_job import training_job
 from workbench.ui.arena import ArenaTab
 from workbench.ui.eval_tab import EvalTab
 from workbench.ui.index_tab import IndexTab
-from workbench.ui.ratings import RatingsTab
+from workbench.ui.report_tab import ReportTab
 from workbench.ui.train_tab import TrainTab
 from workbench.workspace import resolve_home, run_paths
 
@@ -53,10 +53,10 @@ def build_app(
         gr.Markdown("# workbench\nFine-tune, retrieve, or both? Prepare a corpus, then compare.")
         with gr.Tab("Arena", elem_id="wb-tab-arena"):
             arena_tab = ArenaTab(arena, job)
-        with gr.Tab("Ratings", elem_id="wb-tab-ratings") as ratings:
-            RatingsTab(arena, ratings)
         with gr.Tab("Eval", elem_id="wb-tab-eval") as evals:
             EvalTab(home, name, config, store=arena.store, tab=evals)
+        with gr.Tab("Report", elem_id="wb-tab-report") as report_tab:
+            ReportTab(arena, report_tab)
         app.load(arena_tab.on_load, [arena_tab.rater], arena_tab.loaded)
         with gr.Tab("Train", elem_id="wb-tab-train"):
             TrainTab(home, name, config, job_for=lambda run: training_job(run, home))

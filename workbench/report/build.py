@@ -1,0 +1,60 @@
+"""`build_report`: every section of a run's report as one JSON-ready dict (what `workbench report --json` prints
+and what the HTML, the Markdown and the Report tab render)."""
+
+from __future__ import annotations
+
+import time
+
+from workbench.report.cost import cost_section, training_section
+from workbench.report.decision import decide
+from workbench.report.hallucination import hallucination_section
+from workbench.report.preference import preference_section
+from workbench.report.quality import attribution_section, breakdown_section, quality_section
+from workbench.report.rows import ReportRows
+
+SECTIONS = ("decision", "quality", "preference", "hallucination", "breakdowns", "attribution", "cost", "training")
+
+
+def build_report(rows: ReportRows, by=(), compare=()) -> dict:
+    started = time.perf_counter()
+    preference = preference_section(rows)
+    hallucination = hallucination_section(rows)
+    cost = cost_section(rows)
+    report = {
+        "run": rows.run,
+        "settings": rows.config.report.model_dump(
+            include={"metric", "confidence", "bootstrap_rounds", "preference_rounds"}
+        ),
+        "eval": _eval_summary(rows),
+        "decision": decide(rows, preference, hallucination, cost, by),
+        "quality": quality_section(rows, compare) if rows.eval else None,
+        "preference": preference,
+        "hallucination": hallucination,
+        "breakdowns": breakdown_section(rows, by) if rows.eval else {},
+        "attribution": attribution_section(rows) if rows.eval else None,
+        "cost": cost,
+        "training": training_section(rows),
+        "notes": rows.notes,
+    }
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
+def _eval_summary(rows: ReportRows) -> dict | None:
+    if rows.eval is None:
+        return None
+    e = rows.eval
+    return {
+        "id": e["id"],
+        "split": e["split"],
+        "variants": rows.variants,
+        "judges": rows.judges,
+        "questions": e["questions"],
+        "answers": len(rows.eval_answers),
+        "errors": sum(bool(a["error"]) for a in rows.eval_answers),
+        "started_at": e["started_at"],
+        "finished_at": e["finished_at"],
+        "model_id": e["model_id"],
+        "adapter_ids": e["adapter_ids"],
+        "index_id": e["index_id"],
+    }

@@ -1,0 +1,97 @@
+"""Hallucination: how often each variant's answers carry a claim the detector found unsupported, and how far to
+trust the detector, measured on the answers the model really gave: agreement with the raters' flags (Cohen's
+kappa), judge scores against stars (Spearman), and on the eval whether the flag tracks wrong answers (AUROC of the
+detector's answer score, beside answer length as a baseline).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sklearn.metrics import roc_auc_score
+
+from workbench.report.agreement import cohen_kappa, spearman
+from workbench.report.quality import table
+from workbench.report.stats import rate_interval
+from workbench.report.summary import WRONG_BELOW
+
+
+def flag_rates(answers: list[dict], claims: list[dict], confidence: float) -> dict:
+    """Per variant, the share of its answers (failed ones left out) with an unsupported claim, with its interval.
+
+    An answer without claims counts as checked and clean: the detector found nothing to flag in it."""
+    flagged = {c["answer_id"] for c in claims if not c["supported"]}
+    counts, hits = defaultdict(int), defaultdict(int)
+    for a in answers:
+        if a["error"]:
+            continue
+        counts[a["variant"]] += 1
+        hits[a["variant"]] += a["id"] in flagged
+    return {v: rate_interval(hits[v], counts[v], confidence) for v in counts}
+
+
+def answer_scores(claims: list[dict]) -> dict[str, float]:
+    """{answer id: its worst claim's score}: the detector's answer-level score."""
+    worst: dict[str, float] = {}
+    for c in claims:
+        worst[c["answer_id"]] = max(worst.get(c["answer_id"], 0.0), c["score"])
+    return worst
+
+
+def hallucination_section(rows) -> dict:
+    level = rows.config.report.confidence
+    detectors = sorted({c["detector"] for c in rows.eval_claims + rows.arena_claims})
+    section = {
+        "detectors": detectors,
+        "eval": flag_rates(rows.eval_answers, rows.eval_claims, level) if rows.eval_claims else {},
+        "arena": flag_rates(rows.arena_answers, rows.arena_claims, level) if rows.arena_claims else {},
+        "trust": {},
+    }
+    flagged = {c["answer_id"] for c in rows.arena_claims if not c["supported"]}
+    human = {
+        r["answer_id"]: r["hallucinated"] for r in rows.ratings if r["answer_id"] and r["hallucinated"] is not None
+    }
+    if rows.arena_claims:
+        checked = sorted(human)
+        section["trust"]["kappa_vs_raters"] = cohen_kappa(
+            [a in flagged for a in checked], [human[a] for a in checked]
+        ).to_dict()
+    stars = {r["answer_id"]: r["stars"] for r in rows.ratings if r["answer_id"] and r["stars"] is not None}
+    judged: dict[str, dict[str, float]] = defaultdict(dict)
+    for j in rows.arena_judgements:
+        if j["score"] is not None:
+            judged[j["judge"]][j["answer_id"]] = j["score"]
+    section["trust"]["judges_vs_stars"] = {
+        judge: spearman(
+            [scores[a] for a in sorted(set(scores) & set(stars))], [stars[a] for a in sorted(set(scores) & set(stars))]
+        ).to_dict()
+        for judge, scores in sorted(judged.items())
+    }
+    section["trust"]["flags_vs_wrong_answers"] = _against_wrong_answers(rows)
+    return section
+
+
+def _against_wrong_answers(rows) -> dict | None:
+    """On the eval: the detector's answer score as a predictor of a wrong answer (metric below `WRONG_BELOW`), as
+    AUROC beside answer length's, over the answers to answerable questions."""
+    if not rows.eval_claims:
+        return None
+    metric = rows.config.report.metric
+    scores = table(rows, metric)
+    unanswerable = {j["qa_id"] for j in rows.eval_judgements if (j["details"] or {}).get("unanswerable")}
+    detector = answer_scores(rows.eval_claims)
+    wrong, flag_score, length = [], [], []
+    for a in rows.eval_answers:
+        score = scores.get(a["variant"], {}).get(a["qa_id"])
+        if a["error"] or score is None or a["qa_id"] in unanswerable:
+            continue
+        wrong.append(score < WRONG_BELOW)
+        flag_score.append(detector.get(a["id"], 0.0))
+        length.append(len(a["text"].split()))
+    row = {"answers": len(wrong), "wrong": sum(wrong), "metric": metric, "wrong_below": WRONG_BELOW}
+    if 0 < sum(wrong) < len(wrong):
+        row["auroc"] = float(roc_auc_score(wrong, flag_score))
+        row["length_auroc"] = float(roc_auc_score(wrong, length))
+    else:
+        row["auroc"] = row["length_auroc"] = None
+    return row

@@ -1,0 +1,181 @@
+"""Quality from an eval's scores: per-variant intervals, paired comparisons, slices of the questions, and where
+RAG's wrong answers come from.
+
+Means and differences run over questions (one answer per question and variant); a comparison pairs two variants'
+answers to the same questions, so question difficulty cancels out. Unanswerable questions are scored by every
+reference judge as 1 for an abstention and 0 for an asserted answer, so they are reported apart: knowledge
+(answerable questions) and abstention (unanswerable ones).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from workbench.report.rows import ReportError, ReportRows
+from workbench.report.stats import holm, mean_interval, paired_difference
+from workbench.report.summary import WRONG_BELOW, eval_figures
+
+KNOWLEDGE_JUDGE = "key_facts"
+"""Knowledge is key-fact recall on answerable questions (the decision metric when an eval has no key-fact scores)."""
+
+
+def table(rows: ReportRows, judge: str) -> dict[str, dict[str, float]]:
+    """{variant: {qa id: score}} of one judge."""
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for (qa_id, variant), score in rows.scores(judge).items():
+        out[variant][qa_id] = score
+    return out
+
+
+def unanswerable_ids(rows: ReportRows) -> set[str]:
+    """QA ids the judges scored as unanswerable (an abstention is the right answer)."""
+    return {j["qa_id"] for j in rows.eval_judgements if (j["details"] or {}).get("unanswerable")}
+
+
+def compare(scores: dict[str, dict[str, float]], a: str, b: str, confidence: float, rounds: int) -> dict:
+    """`paired_difference` of a - b over the questions both answered."""
+    shared = sorted(set(scores.get(a, {})) & set(scores.get(b, {})))
+    return paired_difference(
+        [scores[a][q] for q in shared] if shared else [],
+        [scores[b][q] for q in shared] if shared else [],
+        confidence,
+        rounds,
+    )
+
+
+def comparisons_to_make(variants: list[str], means: dict[str, float | None], asked=()) -> list[tuple[str, str, str]]:
+    """(a, b, why): each variant against base, ft against rag, ft_rag against the better of ft and rag, and the
+    pairs asked for, each pair once."""
+    out: list[tuple[str, str, str]] = []
+    present = set(variants)
+    if "base" in present:
+        out += [(v, "base", "against the base model") for v in variants if v != "base"]
+    if {"ft", "rag"} <= present:
+        out.append(("ft", "rag", "fine-tuning against retrieval"))
+    singles = [v for v in ("ft", "rag") if v in present and means.get(v) is not None]
+    if "ft_rag" in present and singles:
+        best = max(singles, key=lambda v: means[v])
+        out.append(("ft_rag", best, "both against the better single option"))
+    for a, b in asked:
+        unknown = [v for v in (a, b) if v not in present]
+        if unknown:
+            raise ReportError(f"--compare {a} {b}: the eval has no variant {unknown[0]} (it has {', '.join(variants)})")
+        out.append((a, b, "asked for"))
+    seen, unique = set(), []
+    for a, b, why in out:
+        if frozenset((a, b)) not in seen and a != b:
+            seen.add(frozenset((a, b)))
+            unique.append((a, b, why))
+    return unique
+
+
+def quality_section(rows: ReportRows, asked=()) -> dict:
+    """Per variant and judge, the mean with its interval; knowledge and abstention apart; and the paired
+    comparisons for every judge, p-values Holm-corrected within each judge's family of comparisons."""
+    settings = rows.config.report
+    level, rounds = settings.confidence, settings.bootstrap_rounds
+    variants, judges = rows.variants, rows.judges
+    tables = {judge: table(rows, judge) for judge in judges}
+    unanswerable = unanswerable_ids(rows)
+    knowledge_judge = KNOWLEDGE_JUDGE if KNOWLEDGE_JUDGE in tables else settings.metric
+    section: dict = {"metric": settings.metric, "judges": judges, "variants": {}, "knowledge_judge": knowledge_judge}
+    for v in variants:
+        section["variants"][v] = {j: mean_interval(list(tables[j].get(v, {}).values()), level, rounds) for j in judges}
+        know = tables.get(knowledge_judge, {}).get(v, {})
+        section["variants"][v]["knowledge"] = mean_interval(
+            [s for q, s in know.items() if q not in unanswerable], level, rounds
+        )
+        section["variants"][v]["abstention"] = mean_interval(
+            [s for q, s in tables.get(settings.metric, {}).get(v, {}).items() if q in unanswerable], level, rounds
+        )
+    means = {v: section["variants"][v].get(settings.metric, {}).get("mean") for v in variants}
+    pairs = comparisons_to_make(variants, means, asked)
+    section["comparisons"] = [{"a": a, "b": b, "why": why, "judges": {}} for a, b, why in pairs]
+    for judge in judges:
+        diffs = [compare(tables[judge], a, b, level, rounds) for a, b, _ in pairs]
+        for row, diff, adjusted in zip(section["comparisons"], diffs, holm([d["p"] for d in diffs])):
+            diff["p_adjusted"] = adjusted
+            diff["significant"] = adjusted is not None and adjusted < 1 - level
+            row["judges"][judge] = diff
+    section["questions"] = len({q for t in tables.values() for scores in t.values() for q in scores})
+    section["unanswerable"] = len(unanswerable)
+    return section
+
+
+def groupings(rows: ReportRows, by=()) -> dict[str, dict[str, str]]:
+    """{grouping: {qa id: group}}: answerable vs unanswerable, the QA type, and each field asked for."""
+    ids = {j["qa_id"] for j in rows.eval_judgements}
+    unanswerable = unanswerable_ids(rows)
+    out = {"answerable": {q: "unanswerable" if q in unanswerable else "answerable" for q in ids}}
+    if any(q.type for q in rows.questions.values()):
+        out["type"] = {q: rows.questions[q].type or "(none)" for q in ids if q in rows.questions}
+    for name in by:
+        if not rows.questions:
+            raise ReportError(f"--by {name}: the eval's questions cannot be read, so they cannot be grouped")
+        fields = sorted({f for q in rows.questions.values() for f in q.fields} | {"type"})
+        if name == "type":
+            continue
+        if name not in fields:
+            raise ReportError(
+                f"--by {name}: the eval's questions have no field {name!r} (they have: {', '.join(fields)})"
+            )
+        out[name] = {q: str(rows.questions[q].fields.get(name, "(none)")) for q in ids if q in rows.questions}
+    return out
+
+
+def breakdown_section(rows: ReportRows, by=()) -> dict:
+    """Per grouping and group, each variant's metric with its interval and the group's leader; per variant, the
+    largest gap between two groups of at least 2 questions (the slices where a variant is weak)."""
+    settings = rows.config.report
+    scores = table(rows, settings.metric)
+    out = {}
+    for grouping, group_of in groupings(rows, by).items():
+        members: dict[str, list[str]] = defaultdict(list)
+        for qa_id, group in sorted(group_of.items()):
+            members[group].append(qa_id)
+        groups = {}
+        for group, ids in sorted(members.items()):
+            per_variant = {
+                v: mean_interval(
+                    [scores[v][q] for q in ids if q in scores.get(v, {})],
+                    settings.confidence,
+                    settings.bootstrap_rounds,
+                )
+                for v in rows.variants
+            }
+            ranked = [v for v in per_variant if per_variant[v]["mean"] is not None]
+            leader = max(ranked, key=lambda v: per_variant[v]["mean"]) if ranked else None
+            groups[group] = {"questions": len(ids), "variants": per_variant, "leader": leader}
+        gaps = {}
+        for v in rows.variants:
+            sized = {
+                g: row["variants"][v]["mean"]
+                for g, row in groups.items()
+                if row["variants"][v]["n"] >= 2 and row["variants"][v]["mean"] is not None
+            }
+            if len(sized) >= 2:
+                high, low = max(sized, key=sized.get), min(sized, key=sized.get)
+                gaps[v] = {"gap": sized[high] - sized[low], "high": high, "low": low}
+        out[grouping] = {"groups": groups, "largest_gap": gaps}
+    return out
+
+
+def attribution_section(rows: ReportRows) -> dict:
+    """Per variant shown sources: of its wrong answers (token F1 below `WRONG_BELOW`) to questions with gold
+    documents, how many had a gold source retrieved (the generator failed) and how many did not (retrieval missed)."""
+    figures = eval_figures(rows.eval_answers, rows.eval_judgements, rows.eval_claims)
+    out = {}
+    for v in rows.variants:
+        row = figures.get(v, {})
+        if not row.get("attributed"):
+            continue
+        wrong = row["wrong_gold_shown"] + row["wrong_gold_missed"]
+        out[v] = {
+            "answers": row["attributed"],
+            "gold_shown": row["gold_shown"],
+            "wrong": wrong,
+            "generator_failed": row["wrong_gold_shown"],
+            "retrieval_missed": row["wrong_gold_missed"],
+            "retrieval_missed_share": row["wrong_gold_missed"] / wrong if wrong else None,
+        }
+    return {"wrong_below": WRONG_BELOW, "variants": out}

@@ -1,0 +1,84 @@
+"""The Report tab: the decision report of the run (the same `build_report` as `workbench report`), its downloads
+(HTML, Markdown, JSON), and the arena's ratings so far with their CSV.
+
+Like every tab with per-variant figures, it is filled when opened or refreshed, never with the page, so a rater
+voting blind is sent none. The report is rendered by `workbench.report.render`, which escapes every stored text.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from workbench.data.loaders import BadInputError
+from workbench.report import build_report, load_rows
+from workbench.report.exports import export_ratings_csv
+from workbench.report.render import render_html, render_html_body, render_markdown
+from workbench.report.summary import variant_summary
+from workbench.session import Arena
+from workbench.ui.render import CSS, esc, summary_html
+
+LATEST = "latest"
+
+
+class ReportTab:
+    """The components of the Report tab; build inside a `gr.Tab` context and pass the tab itself."""
+
+    def __init__(self, arena: Arena, tab: gr.Tab):
+        self.arena = arena
+        self.out = Path(tempfile.mkdtemp(prefix="workbench-report-"))
+        with gr.Row():
+            self.eval = gr.Dropdown([LATEST], value=LATEST, label="Eval", elem_id="wb-report-eval", scale=2)
+            self.by = gr.Textbox(
+                label="Also break down by (QA fields, comma-separated)", elem_id="wb-report-by", scale=2
+            )
+            self.refresh = gr.Button("Refresh", elem_id="wb-report-refresh", scale=1)
+        self.body = gr.HTML(elem_id="wb-report")
+        with gr.Row():
+            self.downloads = [
+                gr.DownloadButton(label, visible=False, elem_id=f"wb-report-{kind}")
+                for kind, label in (("html", "Report (HTML)"), ("md", "Report (Markdown)"), ("json", "Report (JSON)"))
+            ]
+        gr.Markdown("### Arena ratings so far")
+        self.ratings = gr.HTML(css_template=CSS, elem_id="wb-ratings")
+        self.ratings_csv = gr.DownloadButton("Ratings (CSV)", visible=False, elem_id="wb-ratings-csv")
+        outputs = [self.eval, self.body, *self.downloads, self.ratings, self.ratings_csv]
+        for trigger in (self.refresh.click, tab.select):
+            trigger(self.on_refresh, [self.eval, self.by], outputs)
+
+    def on_refresh(self, chosen: str | None, by: str, progress=gr.Progress()):  # noqa: B008 - Gradio's own idiom
+        hidden = [gr.update(visible=False)] * 3
+        name = self.arena.name
+        if not name:
+            none = "<p>No prepared run yet.</p>"
+            return gr.update(choices=[LATEST], value=LATEST), none, *hidden, none, gr.update(visible=False)
+        store = self.arena.store
+        ids = [e["id"] for e in reversed(store.evals(name)) if e["stored"]]
+        chosen = chosen if chosen in ids else LATEST
+        picker = gr.update(choices=[LATEST, *ids], value=chosen)
+        progress(0.2, desc="reading the stored answers")
+        fields = [f.strip() for f in (by or "").split(",") if f.strip()]
+        try:
+            rows = load_rows(store, name, self.arena.config, self.arena.home, None if chosen == LATEST else chosen)
+            progress(0.5, desc="computing intervals")
+            report = build_report(rows, by=fields)
+        except BadInputError as exc:
+            body, files = f'<p class="wb-failed">{esc(exc)}</p>', hidden
+        else:
+            body = render_html_body(report)
+            files = [gr.update(value=str(path), visible=True) for path in self._write(name, report)]
+        csv = self.out / f"ratings-{name}.csv"
+        count = export_ratings_csv(store, csv, name)
+        table = summary_html(variant_summary(store, name)) + f"<p>{count} ratings stored for run {esc(name)}.</p>"
+        return picker, body, *files, table, gr.update(value=str(csv), visible=True)
+
+    def _write(self, name: str, report: dict) -> list[Path]:
+        stem = self.out / f"report-{name}"
+        html, md, js = stem.with_suffix(".html"), stem.with_suffix(".md"), stem.with_suffix(".json")
+        html.write_text(render_html(report), encoding="utf-8")
+        md.write_text(render_markdown(report), encoding="utf-8")
+        js.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        return [html, md, js]
