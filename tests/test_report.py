@@ -292,3 +292,20 @@ def test_a_run_without_an_eval_reports_what_it_has(tmp_path):
     report = report_of(tmp_path)
     assert report["decision"]["status"] == "no_eval" and "workbench eval --name r1" in report["decision"]["headline"]
     assert report["quality"] is None and report["preference"]["votes"] == 12
+
+
+def test_cost_per_answer_and_break_even_with_prices(tmp_path):
+    # ft answers in 1 s, rag in 4 s (its prompt carries sources); ft trained 10 minutes on a GPU
+    stored_eval(tmp_path, {"ft": [0.5] * 4, "rag": [0.5] * 4}, ["fact"] * 4)
+    machine = {"kind": "gpu", "name": "H200", "cores": 16, "peak_memory_mb": 9000.0}
+    manifest = {"name": "r1", "finetune": {"wall_seconds": 600.0, "machine": machine, "trainable_params": 10}}
+    write_json_atomic(run_paths("r1", tmp_path).manifest, manifest)
+    config = Config.model_validate({"report": {"cpu_hour": 0.36, "gpu_hour": 3.6}})
+    cost = report_of(tmp_path, config=config)["cost"]
+    assert cost["answers"]["ft"]["per_1000_answers"] == pytest.approx(1000 * 1.0 / 3600 * 0.36)
+    assert cost["answers"]["rag"]["per_1000_answers"] == pytest.approx(1000 * 4.0 / 3600 * 0.36)
+    assert cost["training"]["ft"]["cost"] == pytest.approx(0.6)  # priced at the GPU's hour
+    [even] = cost["break_even"]
+    assert even["answers"] == pytest.approx(600 / 3.0)  # machine time: 600 s repaid at 3 s an answer
+    assert even["answers_priced"] == pytest.approx(0.6 / (0.3 / 1000))  # money: the GPU hour costs 10x
+    assert report_of(tmp_path)["cost"]["answers"]["ft"]["per_1000_answers"] is None  # no prices, no money

@@ -431,7 +431,10 @@ def test_full_report_renders_preference_and_priced_costs(reports, rendered):
     assert "which beats every other column of that turn" in md and "a tie is a draw between every pair" in md
     assert '"all bad" is a draw between every pair' in md
     needed = preference["votes_needed"]
-    assert f"({needed['battles']} so far)" in md or "are even" in md
+    if needed["more"] == 0:
+        assert f"the {needed['battles']} battles between" in md and "are enough" in md
+    else:
+        assert f"({needed['battles']} so far)" in md or "are even" in md
     kappa = report["hallucination"]["trust"]["kappa_vs_raters"]
     assert f"Cohen's kappa {kappa['value']:.3f} over {kappa['n']} answers" in md
     assert "rouge_l against stars: Spearman - over 4 answers: all judge scores are equal" in md

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -119,3 +120,28 @@ def test_index_tab_updates_with_stats_and_searches_escaped_chunks(home):
     assert "type a question" in tab.on_search("demo", "  ", 3)
     assert tab.stats_for("unindexed").startswith("No index yet")
     assert "run `workbench index --name unindexed`" in tab.on_search("unindexed", "price", 3)
+
+
+def test_report_tab_renders_the_report_escaped_with_downloads(tmp_path):
+    from tests.test_report import add_arena, stored_eval
+    from workbench.session import Arena
+    from workbench.ui.report_tab import LATEST, ReportTab
+
+    stored_eval(tmp_path, {"base": [0.2, 0.3, 0.1, 0.2] * 2, "rag": [0.6, 0.7, 0.5, 0.6] * 2}, ["fact"] * 8)
+    add_arena(tmp_path)
+    arena = Arena(Config(), "r1", tmp_path)
+    with gr.Blocks(), gr.Tab("Report") as tab:
+        report = ReportTab(arena, tab)
+    picker, body, html, md, js, ratings, csv = report.on_refresh(LATEST, "product", progress=lambda *a, **k: None)
+    read = {
+        kind: Path(button["value"]).read_text(encoding="utf-8")
+        for kind, button in (("html", html), ("md", md), ("json", js))
+    }
+    assert picker["choices"] == [LATEST, "e1"] and "Decision" in body and "By product" in body
+    assert body.count("<svg") >= 3 and "<script" not in body
+    assert json.loads(read["json"])["decision"]["recommendation"] == "rag" and "## Decision" in read["md"]
+    assert read["html"].startswith("<!DOCTYPE html>")
+    assert "votes won" in ratings and csv["visible"]
+    # a field the questions lack is a clear message, not a traceback, and offers no stale downloads
+    _, body, html, *_ = report.on_refresh("e1", "channel", progress=lambda *a, **k: None)
+    assert "no field" in body and "channel" in body and html == gr.update(visible=False)

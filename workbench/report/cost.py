@@ -96,16 +96,24 @@ def _break_even(section: dict) -> list[dict]:
         return []
     one_off = (training["ft"]["wall_seconds"] or 0) - (index.get("seconds") or 0)
     saving = rag_s - tuned_s
-    volume = None if saving <= 0 else max(one_off, 0) / saving
-    return [
-        {
-            "variant": "ft",
-            "against": "rag",
-            "one_off_seconds": one_off,
-            "saving_seconds_per_answer": saving,
-            "answers": volume,
-        }
-    ]
+    row = {
+        "variant": "ft",
+        "against": "rag",
+        "one_off_seconds": one_off,
+        "saving_seconds_per_answer": saving,
+        "answers": None if saving <= 0 else max(one_off, 0) / saving,
+        "answers_priced": None,
+    }
+    # in money, when training and answers are priced (a GPU hour for training may cost more than a CPU hour)
+    train_cost, rag_cost, ft_cost = (
+        training["ft"]["cost"],
+        answers["rag"]["per_1000_answers"],
+        answers["ft"]["per_1000_answers"],
+    )
+    if None not in (train_cost, rag_cost, ft_cost) and rag_cost > ft_cost:
+        one_off_cost = train_cost - (index.get("cost") or 0)
+        row["answers_priced"] = max(one_off_cost, 0) / ((rag_cost - ft_cost) / 1000)
+    return [row]
 
 
 def training_section(rows) -> dict:

@@ -283,9 +283,14 @@ def _votes_needed_text(preference: dict) -> str:
             f"Votes needed: {first} and {second} are even over {needed['battles']} battles; more votes are unlikely "
             f"to separate them."
         )
+    if needed.get("more") == 0:
+        return (
+            f"Votes needed: the {needed['battles']} battles between {first} and {second} so far are enough to "
+            f"separate them, if the preference stays as observed."
+        )
     return (
-        f"Votes needed: about {needed['needed']} battles between {first} and {second} would separate them if the "
-        f"preference stays as observed ({needed['battles']} so far)."
+        f"Votes needed: about {needed['more']} more battles between {first} and {second} ({needed['needed']} in "
+        f"all) would separate them if the preference stays as observed ({needed['battles']} so far)."
     )
 
 
@@ -646,6 +651,13 @@ def _cost(report: dict) -> list[Block]:
     blocks.append(Heading(3, "Per answer"))
     if answers:
         blocks.append(
+            Paragraph(
+                "Timed in the eval, where several questions' rows share each decoding step: latency is what a user "
+                "waits under that load, and a local answer is priced as holding the machine for its latency (an "
+                "upper bound, the same for every variant)."
+            )
+        )
+        blocks.append(
             Table(
                 [
                     "variant",
@@ -681,12 +693,12 @@ def _cost(report: dict) -> list[Block]:
         blocks.append(
             Paragraph(
                 "Answers after which fine-tuning's one-off cost (training, less building the index) is repaid by its "
-                "cheaper answers (its prompts carry no sources), in machine time:"
+                "cheaper answers (no sources in its prompts, and whatever length its answers have), in machine time:"
             )
         )
         blocks.append(
             Table(
-                ["variant", "against", "one-off difference", "saving per answer", "break-even answers"],
+                ["variant", "against", "one-off difference", "saving per answer", "break-even answers", "priced"],
                 [
                     [
                         b["variant"],
@@ -694,6 +706,7 @@ def _cost(report: dict) -> list[Block]:
                         _duration(b.get("one_off_seconds")),
                         _seconds(b.get("saving_seconds_per_answer")),
                         "never (its answers are not cheaper)" if b.get("answers") is None else f"{b['answers']:,.0f}",
+                        "-" if b.get("answers_priced") is None else f"{b['answers_priced']:,.0f}",
                     ]
                     for b in break_even
                 ],
