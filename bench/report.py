@@ -110,6 +110,7 @@ def populate(home: Path, questions: int) -> None:
                 details = {"unanswerable": True, "abstained": score > 0.5} if row["type"] == "unanswerable" else {}
                 answer = {
                     "id": f"{q}-{variant}",
+                    "turn_id": None,
                     "variant": variant,
                     "question": row["question"],
                     "text": "word " * int(rng.integers(5, 60)),

@@ -16,7 +16,7 @@ from workbench.report.preference import (
     length_controlled,
     win_rates,
 )
-from workbench.report.stats import holm, items_needed, mean_interval, paired_difference, rate_interval
+from workbench.report.stats import holm, items_needed, mean_interval, paired_difference, rate_interval, sign_flip_p
 
 # -- intervals and tests ----------------------------------------------------------------------------------------------
 
@@ -227,3 +227,13 @@ def test_length_control_removes_a_preference_for_longer_answers():
     rag, ft = controlled["variants"]["rag"], controlled["variants"]["ft"]
     assert rag["low"] < ft["high"] and ft["low"] < rag["high"]  # at equal length, no difference
     assert rag["rank"] == ft["rank"] == 1
+
+
+def test_sign_flip_p_agrees_with_scipy_beyond_the_exact_range():
+    rng = np.random.default_rng(9)
+    for shift in (0.0, 0.05, 0.15):
+        d = rng.normal(shift, 0.3, 60)
+        theirs = stats.permutation_test(
+            (d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples", n_resamples=9999, rng=1
+        ).pvalue
+        assert sign_flip_p(d) == pytest.approx(theirs, abs=0.015)

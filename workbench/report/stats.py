@@ -33,23 +33,40 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95, rounds: int
 
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95, rounds: int = 2000) -> dict:
     """`{mean, low, high, p, sd, n}` of `a - b` over paired items: a bootstrap interval of the mean difference and
-    the two-sided p-value of a sign-flip permutation test (exact up to 2**13 items' flips, else 9,999 draws)."""
+    the two-sided p-value of a sign-flip permutation test (`sign_flip_p`)."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     row = mean_interval(d, confidence, rounds)
     row["sd"] = float(d.std(ddof=1)) if d.size > 1 else None
     if d.size < 2 or np.all(d == 0):
         row["p"] = None if d.size < 2 else 1.0
         return row
-    test = stats.permutation_test(
-        (d,),
-        lambda x, axis: np.mean(x, axis=axis),
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=9999,
-        rng=SEED,
-    )
-    row["p"] = float(test.pvalue)
+    row["p"] = sign_flip_p(d)
     return row
+
+
+EXACT_UP_TO = 13
+"""Up to this many differences the sign-flip test enumerates every sign pattern (2**13 = 8,192); beyond, it draws."""
+
+
+def sign_flip_p(d: np.ndarray, draws: int = 9999) -> float:
+    """Two-sided p-value of the paired permutation test: under "no difference" each difference's sign is a coin
+    flip, so p is the share of sign patterns whose mean is at least as far from 0 as the observed one.
+
+    The same test as `scipy.stats.permutation_test(..., permutation_type="samples")` on one sample (exact for few
+    items, else `draws` random patterns with p = (hits + 1) / (draws + 1)), written out because scipy's generic
+    machinery took 1.2 s per test at 2,500 questions where this takes about 0.1 s (bench/report.py, 33 tests per
+    report)."""
+    n = d.size
+    observed = abs(d.mean()) * (1 - 1e-12)  # ties within rounding count as "at least as far"
+    if n <= EXACT_UP_TO:
+        signs = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1) * 2.0 - 1
+        return float(np.mean(np.abs(signs @ d) / n >= observed))
+    rng = np.random.default_rng(SEED)
+    hits = 0
+    for start in range(0, draws, 500):
+        signs = rng.integers(0, 2, size=(min(500, draws - start), n)) * 2.0 - 1
+        hits += int(np.count_nonzero(np.abs(signs @ d) / n >= observed))
+    return (hits + 1) / (draws + 1)
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
