@@ -139,6 +139,9 @@ def _headline(d: dict) -> str:
         f"Not yet significant: {leader} leads on {metric} ({_fmt(means[leader])}), but {closest} "
         f"({_fmt(means[closest])}) is within the noise: {_diff_text(d['against'][closest])}; {settle}."
     )
+    settled = [r for r, diff in d["against"].items() if diff["significant"]]
+    if settled:
+        text += f" Settled: {leader} beats {', '.join(settled)}."
     if d["drivers"]:
         driver = d["drivers"][0]
         text += (

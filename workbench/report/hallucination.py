@@ -47,23 +47,22 @@ def hallucination_section(rows) -> dict:
         "arena": flag_rates(rows.arena_answers, rows.arena_claims, level) if rows.arena_claims else {},
         "trust": {},
     }
+    # one pair per rating: with several raters, each rater's flag and stars count against the same answer
     flagged = {c["answer_id"] for c in rows.arena_claims if not c["supported"]}
-    human = {
-        r["answer_id"]: r["hallucinated"] for r in rows.ratings if r["answer_id"] and r["hallucinated"] is not None
-    }
+    rated = [r for r in rows.ratings if r["answer_id"] is not None]
     if rows.arena_claims:
-        checked = sorted(human)
-        section["trust"]["kappa_vs_raters"] = cohen_kappa(
-            [a in flagged for a in checked], [human[a] for a in checked]
-        ).to_dict()
-    stars = {r["answer_id"]: r["stars"] for r in rows.ratings if r["answer_id"] and r["stars"] is not None}
+        human = [r for r in rated if r["hallucinated"] is not None]
+        kappa = cohen_kappa([r["answer_id"] in flagged for r in human], [r["hallucinated"] for r in human])
+        section["trust"]["kappa_vs_raters"] = kappa.to_dict()
     judged: dict[str, dict[str, float]] = defaultdict(dict)
     for j in rows.arena_judgements:
         if j["score"] is not None:
             judged[j["judge"]][j["answer_id"]] = j["score"]
+    starred = [r for r in rated if r["stars"] is not None]
     section["trust"]["judges_vs_stars"] = {
         judge: spearman(
-            [scores[a] for a in sorted(set(scores) & set(stars))], [stars[a] for a in sorted(set(scores) & set(stars))]
+            [scores[r["answer_id"]] for r in starred if r["answer_id"] in scores],
+            [r["stars"] for r in starred if r["answer_id"] in scores],
         ).to_dict()
         for judge, scores in sorted(judged.items())
     }

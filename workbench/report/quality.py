@@ -119,7 +119,8 @@ def groupings(rows: ReportRows, by=()) -> dict[str, dict[str, str]]:
             raise ReportError(
                 f"--by {name}: the eval's questions have no field {name!r} (they have: {', '.join(fields)})"
             )
-        out[name] = {q: str(rows.questions[q].fields.get(name, "(none)")) for q in ids if q in rows.questions}
+        values = {q: rows.questions[q].fields.get(name) for q in ids if q in rows.questions}
+        out[name] = {q: "(none)" if value is None else str(value) for q, value in values.items()}
     return out
 
 
