@@ -173,8 +173,22 @@ def test_breakdown_by_a_qa_field_and_unknown_fields(tmp_path):
     report = report_of(tmp_path, by=["product"])
     groups = report["breakdowns"]["product"]["groups"]
     assert set(groups) == {"S2", "S3"} and groups["S2"]["questions"] == 6
-    with pytest.raises(Exception, match="no field 'channel'.*product"):
+    with pytest.raises(Exception, match="no field 'channel'.*doc_id.*product"):
         report_of(tmp_path, by=["channel"])
+    assert set(report_of(tmp_path, by=["doc_id"])["breakdowns"]["doc_id"]["groups"]) == {"doc-a"}
+
+
+def test_the_latest_eval_is_reported_with_a_pointer_to_a_larger_one(tmp_path):
+    stored_eval(tmp_path, {"base": [0.2] * 6, "rag": [0.5] * 6}, ["fact"] * 6)
+    with Store.open(home=tmp_path) as store:  # a later, one-question eval
+        store.start_eval("e2", "r1", "test", ["base"], ["token_f1"], "h", {}, "m", {}, None, 1)
+        first = store.answers(eval_id="e1")[0]
+        extra = ("conversation_id", "created_at", "eval_id", "gold_rank", "position", "qa_id", "run")
+        record = {k: v for k, v in first.items() if k not in extra} | {"id": "x"}
+        store.add_eval_answer("e2", first["qa_id"], record, None, [])
+    report = report_of(tmp_path)
+    assert report["eval"]["id"] == "e2"
+    assert any("eval e1 has more (12)" in note and "--eval e1" in note for note in report["notes"])
 
 
 def add_arena(home, run: str = "r1", turns: int = 12) -> None:
@@ -278,6 +292,9 @@ def test_report_cli_writes_html_and_markdown_and_names_bad_input(tmp_path, capsy
     assert "no such eval (its evals: e1)" in capsys.readouterr().err
     assert main(["report", "--name", "r1", "--home", str(tmp_path), "--out", str(tmp_path / "r.pdf")]) == 2
     assert "--out" in capsys.readouterr().err
+    assert main(["report", "--name", "r1", "--home", str(tmp_path), "--out", str(tmp_path / "no" / "r.md")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    assert html.stat().st_mode & 0o044 == 0o044  # readable by others, as files the user writes are
     assert main(["report", "--name", "r1", "--home", str(tmp_path), "--compare", "ft", "rag"]) == 2
     assert "no variant ft" in capsys.readouterr().err
     assert main(["report", "--name", "nobody", "--home", str(tmp_path)]) == 2
@@ -302,10 +319,28 @@ def test_cost_per_answer_and_break_even_with_prices(tmp_path):
     write_json_atomic(run_paths("r1", tmp_path).manifest, manifest)
     config = Config.model_validate({"report": {"cpu_hour": 0.36, "gpu_hour": 3.6}})
     cost = report_of(tmp_path, config=config)["cost"]
-    assert cost["answers"]["ft"]["per_1000_answers"] == pytest.approx(1000 * 1.0 / 3600 * 0.36)
-    assert cost["answers"]["rag"]["per_1000_answers"] == pytest.approx(1000 * 4.0 / 3600 * 0.36)
+    wall = cost["answering_seconds"]  # the eval's answering time, shared out by latency: ft 4 s of 20, rag 16 s
+    ft, rag = cost["answers"]["ft"], cost["answers"]["rag"]
+    assert (ft["machine_seconds"], rag["machine_seconds"]) == pytest.approx((wall * 4 / 20 / 4, wall * 16 / 20 / 4))
+    assert 4 * ft["machine_seconds"] + 4 * rag["machine_seconds"] == pytest.approx(wall)
+    assert ft["per_1000_answers"] == pytest.approx(1000 * ft["machine_seconds"] / 3600 * 0.36)
     assert cost["training"]["ft"]["cost"] == pytest.approx(0.6)  # priced at the GPU's hour
     [even] = cost["break_even"]
-    assert even["answers"] == pytest.approx(600 / 3.0)  # machine time: 600 s repaid at 3 s an answer
-    assert even["answers_priced"] == pytest.approx(0.6 / (0.3 / 1000))  # money: the GPU hour costs 10x
+    saving = rag["machine_seconds"] - ft["machine_seconds"]
+    assert even["answers"] == pytest.approx(600 / saving)
+    per_answer = (rag["per_1000_answers"] - ft["per_1000_answers"]) / 1000
+    assert even["answers_priced"] == pytest.approx(0.6 / per_answer)  # the GPU hour costs 10x: 10x the answers
+    assert even["answers_priced"] == pytest.approx(10 * even["answers"])
     assert report_of(tmp_path)["cost"]["answers"]["ft"]["per_1000_answers"] is None  # no prices, no money
+
+
+def test_answering_seconds_leaves_out_pauses():
+    from workbench.report.cost import answering_seconds
+
+    def at(second: float, latency: float) -> dict:
+        return {"created_at": f"2026-11-30T10:{int(second // 60):02d}:{second % 60:06.3f}+00:00", "total_s": latency}
+
+    # 2 s to the first answer, answers every second, a 20-minute pause (stopped and resumed), then 3 more
+    answers = [at(2, 2.0), at(3, 1.5), at(4, 1.0)] + [at(1204 + k, 1.0 + k) for k in range(3)]
+    assert answering_seconds(answers) == pytest.approx(2.0 + 1 + 1 + 1.0 + 1 + 1)
+    assert answering_seconds([]) is None

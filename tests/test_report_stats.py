@@ -204,9 +204,18 @@ def test_ranks_only_separate_variants_whose_intervals_do():
 
 
 def test_a_variant_that_always_wins_gets_a_finite_rating():
-    votes = [Vote(("a", "b"), "a", "best", (5, 5))] * 30
-    ratings = bradley_terry(votes, ["a", "b"])["variants"]
-    assert math.isfinite(ratings["a"]["rating"]) and ratings["a"]["rating"] > ratings["b"]["rating"]
+    votes = [Vote(("a", "b"), "a", "best", (5, 5))] * 20 + [Vote(("a", "c"), "a", "best", (5, 5))] * 10
+    votes += [Vote(("b", "c"), "b", "best", (5, 5))] * 5 + [Vote(("b", "c"), "c", "best", (5, 5))] * 5
+    ratings = bradley_terry(votes, ["a", "b", "c"])["variants"]
+    assert math.isfinite(ratings["a"]["high"]) and ratings["a"]["low"] > ratings["b"]["high"]
+
+
+def test_too_few_or_too_alike_votes_get_no_ratings():
+    few = bradley_terry([Vote(("a", "b"), "a", "best", (5, 5))] * 4, ["a", "b"])
+    assert few["variants"] == {} and "4 of the 5 votes" in few["too_few"]
+    alike = bradley_terry([Vote(("a", "b"), "a", "best", (5, 5))] * 30, ["a", "b"])
+    assert alike["variants"] == {} and "too alike" in alike["too_few"]  # resampling 30 identical votes shows nothing
+    assert length_controlled([Vote(("a", "b"), "a", "best", (5, 9))] * 4, ["a", "b"])["length_effect"] is None
 
 
 def test_length_control_removes_a_preference_for_longer_answers():

@@ -137,11 +137,13 @@ def test_report_tab_renders_the_report_escaped_with_downloads(tmp_path):
         kind: Path(button["value"]).read_text(encoding="utf-8")
         for kind, button in (("html", html), ("md", md), ("json", js))
     }
-    assert picker["choices"] == [LATEST, "e1"] and "Decision" in body and "By product" in body
+    assert [value for _, value in picker["choices"]] == [LATEST, "e1"] and "8 questions" in picker["choices"][1][0]
+    assert "Decision" in body and "By product" in body
     assert body.count("<svg") >= 3 and "<script" not in body
     assert json.loads(read["json"])["decision"]["recommendation"] == "rag" and "## Decision" in read["md"]
     assert read["html"].startswith("<!DOCTYPE html>")
     assert "votes won" in ratings and csv["visible"]
-    # a field the questions lack is a clear message, not a traceback, and offers no stale downloads
+    # a field the questions lack is a warning above the report without it, not a traceback
     _, body, html, *_ = report.on_refresh("e1", "channel", progress=lambda *a, **k: None)
-    assert "no field" in body and "channel" in body and html == gr.update(visible=False)
+    assert 'class="wb-warning"' in body and "no field &#x27;channel&#x27;" in body
+    assert "Decision" in body and "By product" not in body and html["visible"]

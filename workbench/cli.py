@@ -139,6 +139,8 @@ def _report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".html", ".md"):
         raise BadInputError(f"--out {args.out}: name an .html or a .md file")
+    if out is not None and not out.parent.is_dir():
+        raise BadInputError(f"--out {args.out}: folder {out.parent} does not exist; create it or name another")
     if not (resolve_home(args.home) / "runs" / args.name).is_dir():
         raise BadInputError(f"--name {args.name}: no such run in {resolve_home(args.home)}; prepare it first")
     with Store.open(home=args.home) as store:

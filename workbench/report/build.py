@@ -34,8 +34,12 @@ def build_report(rows: ReportRows, by=(), compare=()) -> dict:
         "attribution": attribution_section(rows) if rows.eval else None,
         "cost": cost,
         "training": training_section(rows),
-        "notes": rows.notes,
+        "notes": list(rows.notes),
     }
+    if report["quality"]:
+        report["notes"] = [*report["notes"], *report["quality"].pop("notes")]
+    if "type" in by and "type" in report["breakdowns"]:
+        report["notes"].append("--by type: results are always broken down by question type")
     report["seconds"] = time.perf_counter() - started
     return report
 

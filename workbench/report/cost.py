@@ -1,12 +1,15 @@
 """Cost: what each option took to build (training, index) and takes per answer (latency, tokens, machine time),
 priced when the config gives prices, and the answer volume at which fine-tuning's one-off cost is repaid.
 
-Local answers are priced by their latency: an answer holds the machine for `total_s`. In an eval up to the
-engine's batch rows share each decoding step, so this is an upper bound that treats every variant alike, which is
-what the comparison and the break-even volume need. Remote answers are priced by their tokens.
+In an eval many questions' rows share each decoding step, so an answer's latency is not the machine time it used:
+the machine time of local answers is the eval's answering wall time (`answering_seconds`) shared out among them
+in proportion to their latencies. Remote answers are priced by their tokens.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from itertools import pairwise
 
 from workbench.report.stats import percentiles
 from workbench.variants import REMOTE_PREFIX
@@ -55,6 +58,10 @@ def cost_section(rows) -> dict:
             "cost": _priced(build.get("seconds"), settings.cpu_hour),
         }
     kind = (eval_machine or {}).get("kind")
+    local = [a for a in rows.eval_answers if not a["error"] and not a["variant"].startswith(REMOTE_PREFIX)]
+    wall = answering_seconds(local)
+    latency_sum = sum(a["total_s"] or 0 for a in local)
+    section["answering_seconds"] = wall
     for variant in rows.variants:
         answered = [a for a in rows.eval_answers if a["variant"] == variant and not a["error"]]
         latency = [a["total_s"] for a in answered if a["total_s"] is not None]
@@ -65,7 +72,7 @@ def cost_section(rows) -> dict:
             "first_token_s": percentiles([a["ttft_s"] for a in answered]),
             "tokens_in": tokens_in,
             "tokens_out": tokens_out,
-            "machine_seconds": _mean(latency),
+            "machine_seconds": (wall * sum(latency) / latency_sum / len(latency)) if latency and latency_sum else None,
         }
         if variant.startswith(REMOTE_PREFIX):
             price = settings.remote_prices.get(variant.removeprefix(REMOTE_PREFIX))
@@ -82,6 +89,23 @@ def cost_section(rows) -> dict:
         section["answers"][variant] = row
     section["break_even"] = _break_even(section)
     return section
+
+
+PAUSE_S = 300
+"""A gap this long between two stored answers is a pause (the eval was stopped and resumed), not answering."""
+
+
+def answering_seconds(answers: list[dict]) -> float | None:
+    """The wall time an eval spent answering: the gaps between consecutive stored answers (pauses over `PAUSE_S`
+    left out), plus the latency of the first answer of each stretch (the time before it was stored)."""
+    stamps = sorted((datetime.fromisoformat(a["created_at"]), a["total_s"] or 0.0) for a in answers)
+    if not stamps:
+        return None
+    total = stamps[0][1]
+    for (before, _), (after, latency) in pairwise(stamps):
+        gap = (after - before).total_seconds()
+        total += gap if gap <= PAUSE_S else latency
+    return total
 
 
 def _break_even(section: dict) -> list[dict]:

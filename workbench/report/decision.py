@@ -16,8 +16,8 @@ disagreement (raters clearly prefer another option) is said out loud.
 
 from __future__ import annotations
 
-from workbench.report.quality import compare, groupings, table
-from workbench.report.stats import holm, items_needed
+from workbench.report.quality import compare_family, groupings, table
+from workbench.report.stats import items_needed
 
 
 def decide(rows, preference: dict, hallucination: dict, cost: dict, by=()) -> dict:
@@ -37,10 +37,9 @@ def decide(rows, preference: dict, hallucination: dict, cost: dict, by=()) -> di
     leader = max(options, key=lambda v: means[v] if means[v] is not None else -1)
     rivals = sorted((v for v in options if v != leader), key=lambda v: -(means[v] or 0))
     level, rounds = settings.confidence, settings.bootstrap_rounds
-    against = {r: compare(scores, leader, r, level, rounds) for r in rivals}
-    for r, adjusted in zip(rivals, holm([against[r]["p"] for r in rivals])):
-        against[r]["p_adjusted"] = adjusted
-        against[r]["significant"] = adjusted is not None and adjusted < 1 - level and against[r]["mean"] > 0
+    against = dict(zip(rivals, compare_family(scores, [(leader, r) for r in rivals], level, rounds)))
+    for diff in against.values():
+        diff["significant"] = diff["significant"] and diff["mean"] > 0
     unresolved = [r for r in rivals if not against[r]["significant"]]
     decision = {
         "metric": metric,
@@ -58,11 +57,13 @@ def decide(rows, preference: dict, hallucination: dict, cost: dict, by=()) -> di
         decision |= {"status": "only_one", "recommendation": leader}
     elif unresolved:
         closest = min(unresolved, key=lambda r: against[r]["mean"])
-        needed = items_needed(against[closest]["mean"], against[closest]["sd"], len(rivals), level, settings.power)
+        diff = against[closest]
+        needed = items_needed(diff["mean"], diff["sd"], len(rivals), level, settings.power)
         decision["more_questions"] = {
             "against": closest,
             "needed": needed,
-            "more": None if needed is None else max(needed - against[closest]["n"], 0),
+            "more": None if needed is None else max(needed - diff["n"], 0),
+            "why": "too_few" if diff["n"] < 2 else "even" if needed is None else None,
         }
         decision |= {"status": "not_significant", "recommendation": None}
     else:
@@ -101,9 +102,16 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def _diff_text(d: dict) -> str:
     p = d.get("p_adjusted")
-    return f"{d['mean']:+.3f} [{_fmt(d['low'])}, {_fmt(d['high'])}], corrected p = {_fmt(p)} over {d['n']} questions"
+    return (
+        f"{d['mean']:+.3f} [{_fmt(d['low'])}, {_fmt(d['high'])}], corrected p = {_fmt(p)} over "
+        f"{_plural(d['n'], 'question')}"
+    )
 
 
 def _headline(d: dict) -> str:
@@ -113,7 +121,7 @@ def _headline(d: dict) -> str:
     if d["status"] == "recommend":
         return (
             f"Recommend {leader}: it has the highest {metric} ({_fmt(means[leader])}) and beats every other option "
-            f"significantly."
+            f"evaluated ({', '.join(d['against'])}) significantly."
         )
     if d["status"] == "qualified":
         driver = d["drivers"][0]
@@ -130,11 +138,12 @@ def _headline(d: dict) -> str:
         )
     more = d["more_questions"]
     closest = more["against"]
-    settle = (
-        f"about {more['more']} more eval questions (about {more['needed']} in all) would settle it"
-        if more["needed"] is not None
-        else "no difference shows, so more questions are unlikely to separate them"
-    )
+    if more["why"] == "too_few":
+        settle = "too few questions to estimate how many would settle it: evaluate more"
+    elif more["why"] == "even":
+        settle = "no difference shows, so more questions are unlikely to separate them"
+    else:
+        settle = f"about {more['more']} more eval questions (about {more['needed']} in all) would settle it"
     text = (
         f"Not yet significant: {leader} leads on {metric} ({_fmt(means[leader])}), but {closest} "
         f"({_fmt(means[closest])}) is within the noise: {_diff_text(d['against'][closest])}; {settle}."
@@ -156,7 +165,10 @@ def _reasons(d: dict, rows, preference: dict, hallucination: dict, cost: dict) -
     leader = d["leader"]
     reasons = [f"{leader} against {r}: {_diff_text(diff)}" for r, diff in d["against"].items()]
     bt = (preference.get("bradley_terry") or {}).get("variants") or {}
-    if bt:
+    votes = _plural(preference.get("votes", 0), "vote")
+    if preference.get("votes") and not bt:
+        reasons.append(f"the arena has {votes}: too few to rate the variants")
+    elif bt:
         top = next(iter(bt))
         row = bt.get(leader)
         ranked = (
@@ -165,9 +177,9 @@ def _reasons(d: dict, rows, preference: dict, hallucination: dict, cost: dict) -
             else f"{leader} was not in the arena"
         )
         if top != leader and bt[top]["rank"] == 1 and (row is None or row["rank"] > 1):
-            reasons.append(f"raters disagree: they prefer {top} ({preference['votes']} votes; {ranked})")
+            reasons.append(f"raters disagree: they prefer {top} ({votes}; {ranked})")
         else:
-            reasons.append(f"raters agree or cannot tell: {ranked} ({preference['votes']} votes)")
+            reasons.append(f"raters agree or cannot tell: {ranked} ({votes})")
     else:
         reasons.append("no rated arena turns yet: the human preference is unknown")
     rates = hallucination.get("eval", {})

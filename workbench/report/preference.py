@@ -21,6 +21,8 @@ import numpy as np
 from workbench.report.stats import SEED, items_needed, mean_interval, rate_interval
 
 ELO_SCALE = 400 / math.log(10)
+MIN_VOTES = 5
+"""Fewer votes than this get no ratings: resampling a handful of votes gives intervals that only look sure."""
 PRIOR_SD = 4.0
 """A Gaussian prior on each strength (log-odds, sd 4 = 1:55 odds) keeps a variant that won every battle finite."""
 
@@ -118,11 +120,11 @@ def bradley_terry(votes: list[Vote], variants: list[str], rounds: int = 200, con
     index = {v: k for k, v in enumerate(variants)}
     pairs = [(i, j) for i in range(len(variants)) for j in range(len(variants)) if i != j]
     pair_row = {pair: k for k, pair in enumerate(pairs)}
+    if len(votes) < MIN_VOTES:
+        return _too_few(votes)
     patterns: dict[tuple, int] = defaultdict(int)
     for vote in votes:
         patterns[vote.variants, vote.winner] += 1
-    if not patterns:
-        return {"votes": 0, "variants": {}}
     kinds = list(patterns)
     wins = np.zeros((len(kinds), len(pairs)))  # wins of i over j in one vote of each kind
     for k, (columns, winner) in enumerate(kinds):
@@ -137,7 +139,7 @@ def bradley_terry(votes: list[Vote], variants: list[str], rounds: int = 200, con
         x[k, i], x[k, j] = 1, -1
     prior = np.full(len(variants), 1 / PRIOR_SD**2)
     strengths = fit_logistic(x, np.ones(len(pairs)), weights, prior)
-    return {"votes": len(votes), "variants": _ratings(variants, strengths, confidence)}
+    return _rated(votes, variants, strengths, confidence)
 
 
 def length_controlled(votes: list[Vote], variants: list[str], rounds: int = 200, confidence: float = 0.95) -> dict:
@@ -154,8 +156,8 @@ def length_controlled(votes: list[Vote], variants: list[str], rounds: int = 200,
             rows.append(row)
             targets.append(s)
             owner.append(n)
-    if not rows:
-        return {"votes": 0, "variants": {}, "length_effect": None}
+    if len(votes) < MIN_VOTES or not rows:
+        return _too_few(votes) | {"length_effect": None}
     x = np.array(rows)
     spread = x[:, -1].std()
     x[:, -1] = x[:, -1] / spread if spread > 0 else 0.0
@@ -165,17 +167,29 @@ def length_controlled(votes: list[Vote], variants: list[str], rounds: int = 200,
     beta = fit_logistic(x, np.array(targets), weights, prior)
     effect = np.exp(beta[:, -1])
     tail = (1 - confidence) / 2 * 100
-    return {
-        "votes": len(votes),
-        "variants": _ratings(variants, beta[:, :-1], confidence),
+    rated = _rated(votes, variants, beta[:, :-1], confidence)
+    return rated | {
         "length_effect": {
             "odds_ratio": float(effect[0]),
             "low": float(np.percentile(effect[1:], tail)),
             "high": float(np.percentile(effect[1:], 100 - tail)),
         }
-        if spread > 0
+        if spread > 0 and rated["variants"]
         else None,
     }
+
+
+def _too_few(votes: list[Vote]) -> dict:
+    return {"votes": len(votes), "variants": {}, "too_few": f"{len(votes)} of the {MIN_VOTES} votes ratings need"}
+
+
+def _rated(votes: list[Vote], variants: list[str], strengths: np.ndarray, confidence: float) -> dict:
+    """The ratings, or none when every bootstrap round gave one variant the same strength: the votes are too alike
+    (say, every vote for one column) for resampling to show how sure the ratings are."""
+    if np.ptp(strengths[1:], axis=0).min() < 1e-9:
+        why = f"the {len(votes)} votes are too alike for resampling to show how sure ratings would be"
+        return {"votes": len(votes), "variants": {}, "too_few": why}
+    return {"votes": len(votes), "variants": _ratings(variants, strengths, confidence)}
 
 
 def _ratings(variants: list[str], strengths: np.ndarray, confidence: float) -> dict:
@@ -221,6 +235,10 @@ def preference_section(rows) -> dict:
     section["bradley_terry"] = bradley_terry(votes, variants, settings.preference_rounds, settings.confidence)
     section["length_controlled"] = length_controlled(votes, variants, settings.preference_rounds, settings.confidence)
     leaders = list(section["bradley_terry"]["variants"])[:2]
+    if len(leaders) < 2:  # too few votes to rate: the two with the most battles won, by share
+        won = section["win_rates"]["rate"]
+        share = {v: np.mean([r for r in won[v].values() if r is not None] or [0]) for v in variants}
+        leaders = sorted(variants, key=lambda v: -share[v])[:2]
     section["votes_needed"] = _votes_needed(votes, *leaders, settings) if len(leaders) == 2 else None
     return section
 
@@ -234,8 +252,11 @@ def _votes_needed(votes: list[Vote], first: str, second: str, settings) -> dict:
         for i, j, s in battles(vote)
         if {i, j} == {first, second}
     ]
-    mean = float(np.mean(outcomes)) if outcomes else None
-    sd = float(np.std(outcomes, ddof=1)) if len(outcomes) > 1 else None
+    row = {"between": [first, second], "battles": len(outcomes), "needed": None, "more": None, "why": None}
+    if len(outcomes) < 2:
+        return row | {"why": "too_few"}  # no spread to estimate from
+    mean, sd = float(np.mean(outcomes)), float(np.std(outcomes, ddof=1))
     needed = items_needed(mean, sd, 1, settings.confidence, settings.power)
-    more = None if needed is None else max(needed - len(outcomes), 0)
-    return {"between": [first, second], "battles": len(outcomes), "needed": needed, "more": more}
+    if needed is None:
+        return row | {"why": "even"}
+    return row | {"needed": needed, "more": max(needed - len(outcomes), 0)}

@@ -32,15 +32,21 @@ def unanswerable_ids(rows: ReportRows) -> set[str]:
     return {j["qa_id"] for j in rows.eval_judgements if (j["details"] or {}).get("unanswerable")}
 
 
-def compare(scores: dict[str, dict[str, float]], a: str, b: str, confidence: float, rounds: int) -> dict:
-    """`paired_difference` of a - b over the questions both answered."""
-    shared = sorted(set(scores.get(a, {})) & set(scores.get(b, {})))
-    return paired_difference(
-        [scores[a][q] for q in shared] if shared else [],
-        [scores[b][q] for q in shared] if shared else [],
-        confidence,
-        rounds,
-    )
+def compare_family(scores: dict[str, dict[str, float]], pairs, confidence: float, rounds: int) -> list[dict]:
+    """`paired_difference` of a - b over the questions both answered, for each (a, b) of a family of comparisons:
+    p-values Holm-corrected (`p_adjusted`, `significant`) and intervals at the Bonferroni level for the family's
+    size, so an interval that excludes 0 goes with a significant difference (the raw p stays in `p`)."""
+    tests = max(len(pairs), 1)
+    level = 1 - (1 - confidence) / tests
+    diffs = []
+    for a, b in pairs:
+        shared = sorted(set(scores.get(a, {})) & set(scores.get(b, {})))
+        diff = paired_difference([scores[a][q] for q in shared], [scores[b][q] for q in shared], level, rounds)
+        diffs.append(diff | {"comparisons": tests, "interval_level": level})
+    for diff, adjusted in zip(diffs, holm([d["p"] for d in diffs])):
+        diff["p_adjusted"] = adjusted
+        diff["significant"] = adjusted is not None and adjusted < 1 - confidence
+    return diffs
 
 
 def comparisons_to_make(variants: list[str], means: dict[str, float | None], asked=()) -> list[tuple[str, str, str]]:
@@ -90,37 +96,46 @@ def quality_section(rows: ReportRows, asked=()) -> dict:
         )
     means = {v: section["variants"][v].get(settings.metric, {}).get("mean") for v in variants}
     pairs = comparisons_to_make(variants, means, asked)
+    standard = {frozenset(pair[:2]) for pair in comparisons_to_make(variants, means)}
+    section["notes"] = [
+        f"--compare {a} {b}: already among the comparisons made by default" for a, b in asked if {a, b} in standard
+    ]
     section["comparisons"] = [{"a": a, "b": b, "why": why, "judges": {}} for a, b, why in pairs]
     for judge in judges:
-        diffs = [compare(tables[judge], a, b, level, rounds) for a, b, _ in pairs]
-        for row, diff, adjusted in zip(section["comparisons"], diffs, holm([d["p"] for d in diffs])):
-            diff["p_adjusted"] = adjusted
-            diff["significant"] = adjusted is not None and adjusted < 1 - level
+        diffs = compare_family(tables[judge], [(a, b) for a, b, _ in pairs], level, rounds)
+        for row, diff in zip(section["comparisons"], diffs):
             row["judges"][judge] = diff
     section["questions"] = len({q for t in tables.values() for scores in t.values() for q in scores})
     section["unanswerable"] = len(unanswerable)
     return section
 
 
+BUILT_IN_FIELDS = {
+    "type": lambda q: q.type,
+    "doc_id": lambda q: q.gold_doc_ids[0] if q.gold_doc_ids else None,
+    "doc_ids": lambda q: "+".join(q.gold_doc_ids) or None,
+}
+"""QA fields every question has, besides the QA file's own (`Question.fields`); `doc_id` is the main document."""
+
+
 def groupings(rows: ReportRows, by=()) -> dict[str, dict[str, str]]:
-    """{grouping: {qa id: group}}: answerable vs unanswerable, the QA type, and each field asked for."""
+    """{grouping: {qa id: group}}: answerable vs unanswerable, the QA type, and each field asked for (a QA file's
+    own field, or `doc_id` / `doc_ids`); a question without the field is in group `(none)`."""
     ids = {j["qa_id"] for j in rows.eval_judgements}
     unanswerable = unanswerable_ids(rows)
     out = {"answerable": {q: "unanswerable" if q in unanswerable else "answerable" for q in ids}}
-    if any(q.type for q in rows.questions.values()):
-        out["type"] = {q: rows.questions[q].type or "(none)" for q in ids if q in rows.questions}
-    for name in by:
+    asked = ["type", *by] if any(q.type for q in rows.questions.values()) else list(by)
+    for name in dict.fromkeys(asked):
         if not rows.questions:
             raise ReportError(f"--by {name}: the eval's questions cannot be read, so they cannot be grouped")
-        fields = sorted({f for q in rows.questions.values() for f in q.fields} | {"type"})
-        if name == "type":
-            continue
+        fields = sorted({f for q in rows.questions.values() for f in q.fields} | set(BUILT_IN_FIELDS))
         if name not in fields:
             raise ReportError(
                 f"--by {name}: the eval's questions have no field {name!r} (they have: {', '.join(fields)})"
             )
-        values = {q: rows.questions[q].fields.get(name) for q in ids if q in rows.questions}
-        out[name] = {q: "(none)" if value is None else str(value) for q, value in values.items()}
+        value = BUILT_IN_FIELDS.get(name, lambda q, name=name: q.fields.get(name))
+        values = {q: value(rows.questions[q]) for q in ids if q in rows.questions}
+        out[name] = {q: "(none)" if v is None else str(v) for q, v in values.items()}
     return out
 
 

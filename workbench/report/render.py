@@ -14,6 +14,7 @@ is escaped for the view it lands in: `html.escape` in HTML; in Markdown newlines
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -237,6 +238,14 @@ def _decision(report: dict) -> list[Block]:
     blocks: list[Block] = [Paragraph(d.get("headline") or "-", strong=True), Badge(status, label)]
     if d.get("reasons"):
         blocks.append(Bullets(list(d["reasons"])))
+    against = d.get("against") or {}
+    if against:
+        blocks.append(
+            Paragraph(
+                f"The leader's {len(against)} comparisons are corrected together: p-values by Holm's method, "
+                f"intervals by Bonferroni's, at {report.get('settings', {}).get('confidence', 0.95):.0%} overall."
+            )
+        )
     if d.get("drivers"):
         blocks.append(Paragraph("Groups of questions that decide the lead (without them the runner-up leads):"))
         blocks.append(
@@ -247,7 +256,7 @@ def _decision(report: dict) -> list[Block]:
                         r["grouping"],
                         r["group"],
                         f"{r['questions']} of {r['of']}",
-                        r["leader_without"],
+                        r["leader_without"] or "(a tie)",
                         ", ".join(f"{v} {_num(m)}" for v, m in r["without"].items()),
                     ]
                     for r in d["drivers"]
@@ -256,7 +265,12 @@ def _decision(report: dict) -> list[Block]:
         )
     more = d.get("more_questions")
     if more:
-        if more.get("needed") is None:
+        if more.get("why") == "too_few":
+            text = (
+                f"More eval questions: too few so far to estimate how many would separate {d['leader']} from "
+                f"{more['against']}; evaluate more questions."
+            )
+        elif more.get("needed") is None:
             text = (
                 f"More eval questions: {d['leader']} and {more['against']} show no difference, so more questions "
                 "are unlikely to separate them."
@@ -271,6 +285,10 @@ def _decision(report: dict) -> list[Block]:
     return blocks
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def _votes_needed_text(preference: dict) -> str:
     needed = preference.get("votes_needed")
     if not preference.get("votes"):
@@ -278,10 +296,15 @@ def _votes_needed_text(preference: dict) -> str:
     if not needed:
         return "Votes needed: only one variant was rated in the arena, so there is nothing to separate."
     first, second = needed["between"]
+    if needed.get("why") == "too_few":
+        return (
+            f"Votes needed: {_plural(needed['battles'], 'battle')} between {first} and {second} so far, too few to "
+            f"estimate how many would separate them."
+        )
     if needed.get("needed") is None:
         return (
-            f"Votes needed: {first} and {second} are even over {needed['battles']} battles; more votes are unlikely "
-            f"to separate them."
+            f"Votes needed: {first} and {second} are even over {_plural(needed['battles'], 'battle')}; more votes are "
+            f"unlikely to separate them."
         )
     if needed.get("more") == 0:
         return (
@@ -334,8 +357,11 @@ def _quality(report: dict) -> list[Block]:
     if comparisons:
         blocks.append(
             Paragraph(
-                f"Paired comparisons on {metric} (a - b over the questions both answered; p-values Holm-corrected "
-                "within each judge's comparisons):"
+                f"Paired comparisons on {metric} (a - b over the questions both answered). These {len(comparisons)} "
+                "comparisons are one family: p-values are Holm-corrected and intervals widened (Bonferroni) for "
+                "its size, so an interval that excludes 0 goes with a significant difference. The decision's "
+                "comparisons of the leader with each other option are a family of their own, so the same pair "
+                "can show another corrected p there."
             )
         )
         rows = []
@@ -371,12 +397,15 @@ def _preference(report: dict) -> list[Block]:
         outcomes = p.get("outcomes") or {}
         blocks.append(
             Paragraph(
-                f"{votes} votes: {outcomes.get('best', 0)} named a best answer, {outcomes.get('tie', 0)} a tie, "
+                f"{_plural(votes, 'vote')}: {outcomes.get('best', 0)} named a best answer, {outcomes.get('tie', 0)} a tie, "
                 f"{outcomes.get('all_bad', 0)} all bad."
             )
         )
         blocks.append(Paragraph(BATTLES_TEXT))
         bt = (p.get("bradley_terry") or {}).get("variants") or {}
+        too_few = (p.get("bradley_terry") or {}).get("too_few")
+        if too_few:
+            blocks.append(Paragraph(f"No ratings yet: {too_few}; the win rates below are all the votes can say."))
         if bt:
             blocks.append(Heading(3, "Bradley-Terry ratings"))
             blocks.append(
@@ -618,7 +647,16 @@ def _cost(report: dict) -> list[Block]:
     if training:
         blocks.append(
             Table(
-                ["adapter", "recipe", "steps", "wall time", "machine", "trainable parameters", "adapter size", "cost"],
+                [
+                    "adapter",
+                    "recipe",
+                    "steps",
+                    "wall time (load, training, probe)",
+                    "machine",
+                    "trainable parameters",
+                    "adapter size",
+                    "cost",
+                ],
                 [
                     [
                         v,
@@ -653,8 +691,8 @@ def _cost(report: dict) -> list[Block]:
         blocks.append(
             Paragraph(
                 "Timed in the eval, where several questions' rows share each decoding step: latency is what a user "
-                "waits under that load, and a local answer is priced as holding the machine for its latency (an "
-                "upper bound, the same for every variant)."
+                "waits under that load. Machine time per answer is the eval's answering wall time shared out among "
+                "the local answers in proportion to their latencies; prices apply to it."
             )
         )
         blocks.append(
@@ -705,8 +743,10 @@ def _cost(report: dict) -> list[Block]:
                         b["against"],
                         _duration(b.get("one_off_seconds")),
                         _seconds(b.get("saving_seconds_per_answer")),
-                        "never (its answers are not cheaper)" if b.get("answers") is None else f"{b['answers']:,.0f}",
-                        "-" if b.get("answers_priced") is None else f"{b['answers_priced']:,.0f}",
+                        "never (its answers are not cheaper)"
+                        if b.get("answers") is None
+                        else f"{math.ceil(b['answers']):,}",
+                        "-" if b.get("answers_priced") is None else f"{math.ceil(b['answers_priced']):,}",
                     ]
                     for b in break_even
                 ],

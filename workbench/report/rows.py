@@ -97,6 +97,13 @@ def load_rows(store: Store, name: str, config: Config, home=None, eval_id: str |
                 f"eval {rows.eval['id']} is not finished ({stored} of {total} answers): its figures cover the "
                 f"answers stored so far; `workbench eval --name {name} --eval-id {rows.eval['id']}` completes it"
             )
+        larger = [e for e in evals if e["stored"] > rows.eval["stored"]]
+        if eval_id is None and larger:
+            biggest = max(larger, key=lambda e: e["stored"])
+            rows.notes.append(
+                f"this is the run's latest eval ({rows.eval['stored']} answers); eval {biggest['id']} has more "
+                f"({biggest['stored']}): `--eval {biggest['id']}` reports on it"
+            )
     _read_workspace(rows, name, home)
     return rows
 

@@ -99,7 +99,9 @@ def items_needed(mean: float | None, sd: float | None, tests: int = 1, confidenc
         return None
     alpha = (1 - confidence) / max(tests, 1)
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return max(2, math.ceil((z * sd / abs(mean)) ** 2))
+    # the sign-flip test's smallest p with n items is 2 / 2**n: below this many items nothing is significant
+    smallest = math.floor(math.log2(2 / alpha)) + 1
+    return max(smallest, math.ceil((z * sd / abs(mean)) ** 2))
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> dict:

@@ -22,6 +22,13 @@ from workbench.session import Arena
 from workbench.ui.render import CSS, esc, summary_html
 
 LATEST = "latest"
+WARNING_CSS = ".wb-warning { color: #92400e; background: #fef3c7; padding: 0.4em 0.6em; border-radius: 4px; }"
+
+
+def _eval_label(row: dict) -> str:
+    """An eval as the picker shows it: id, split, questions, answers stored and when it started."""
+    started = (row["started_at"] or "")[:16].replace("T", " ")
+    return f"{row['id']} · {row['split']} · {row['questions']} questions · {row['stored']} answers · {started}"
 
 
 class ReportTab:
@@ -36,7 +43,7 @@ class ReportTab:
                 label="Also break down by (QA fields, comma-separated)", elem_id="wb-report-by", scale=2
             )
             self.refresh = gr.Button("Refresh", elem_id="wb-report-refresh", scale=1)
-        self.body = gr.HTML(elem_id="wb-report")
+        self.body = gr.HTML(elem_id="wb-report", css_template=WARNING_CSS)
         with gr.Row():
             self.downloads = [
                 gr.DownloadButton(label, visible=False, elem_id=f"wb-report-{kind}")
@@ -56,20 +63,22 @@ class ReportTab:
             none = "<p>No prepared run yet.</p>"
             return gr.update(choices=[LATEST], value=LATEST), none, *hidden, none, gr.update(visible=False)
         store = self.arena.store
-        ids = [e["id"] for e in reversed(store.evals(name)) if e["stored"]]
+        evals = [e for e in reversed(store.evals(name)) if e["stored"]]
+        ids = [e["id"] for e in evals]
         chosen = chosen if chosen in ids else LATEST
-        picker = gr.update(choices=[LATEST, *ids], value=chosen)
+        labels = [(LATEST, LATEST)] + [(_eval_label(e), e["id"]) for e in evals]
+        picker = gr.update(choices=labels, value=chosen)
         progress(0.2, desc="reading the stored answers")
-        fields = [f.strip() for f in (by or "").split(",") if f.strip()]
+        rows = load_rows(store, name, self.arena.config, self.arena.home, None if chosen == LATEST else chosen)
+        progress(0.5, desc="computing intervals")
+        fields, warning = [f.strip() for f in (by or "").split(",") if f.strip()], ""
         try:
-            rows = load_rows(store, name, self.arena.config, self.arena.home, None if chosen == LATEST else chosen)
-            progress(0.5, desc="computing intervals")
             report = build_report(rows, by=fields)
-        except BadInputError as exc:
-            body, files = f'<p class="wb-failed">{esc(exc)}</p>', hidden
-        else:
-            body = render_html_body(report)
-            files = [gr.update(value=str(path), visible=True) for path in self._write(name, report)]
+        except BadInputError as exc:  # a field the questions lack: say so above the report without it
+            warning = f'<p class="wb-warning">{esc(str(exc).removeprefix("--by "))}</p>'
+            report = build_report(rows)
+        body = warning + render_html_body(report)
+        files = [gr.update(value=str(path), visible=True) for path in self._write(name, report)]
         csv = self.out / f"ratings-{name}.csv"
         count = export_ratings_csv(store, csv, name)
         table = summary_html(variant_summary(store, name)) + f"<p>{count} ratings stored for run {esc(name)}.</p>"
