@@ -47,6 +47,19 @@ def test_claims_are_sentences_and_fact_bearing_clauses():
     assert split_claims("- First item has 3 parts\n- Second has 4") == ["First item has 3 parts.", "Second has 4."]
 
 
+def test_initials_decimals_and_source_markers_do_not_split_claims():
+    assert split_claims("John R. Smith was born first. He moved to the U.S. in 1990.") == [
+        "John R. Smith was born first.",
+        "He moved to the U.S. in 1990.",
+    ]
+    assert split_claims("The valve closes at 2.5 °C. [2]") == ["The valve closes at 2.5 °C. [2]"]
+    assert split_claims("It costs €62. [1][3] Refunds take 3 days. (2)") == [
+        "It costs €62. [1][3]",
+        "Refunds take 3 days. (2)",
+    ]
+    assert split_claims("[1]") == []  # nothing but a marker states nothing
+
+
 @pytest.fixture(scope="module")
 def detector():
     return make_detector(Config())

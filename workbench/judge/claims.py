@@ -12,6 +12,12 @@ from workbench.judge.facts import extract_facts
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9€$£])|\n+")
 _ABBREVIATIONS = re.compile(r"\b(?:e\.g|i\.e|etc|approx|incl|no|vs|dr|mr|mrs|ms|st|fig|cf)\.$", re.IGNORECASE)
+_INITIAL = re.compile(r"(?:^|[\s.])[A-Z]\.$")
+"""A capital letter and a full stop ends a name's initial ("John R. Smith", "U.S."), not a sentence."""
+_CITATIONS = re.compile(r"(?:[\[(]\d+(?:\s*[,-]\s*\d+)*[\])]\s*)+\.?")
+"""Source markers ("[2]", "[1][3]") that open a piece trail the sentence before it and belong to that sentence."""
+_ENDED = re.compile(r"[.!?](?:\s*[\[(]\d+(?:\s*[,-]\s*\d+)*[\])])*$")
+"""A claim that ends a sentence: its stop, and any source markers after it."""
 _CLAUSE_JOIN = re.compile(r"\s*;\s*|,?\s+(?:and|while|whereas|but)\s+", re.IGNORECASE)
 
 
@@ -24,20 +30,29 @@ def split_claims(answer: str) -> list[str]:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences and list items; a full stop after an abbreviation or inside a number does not end a sentence."""
+    """Sentences and list items; a full stop after an abbreviation, an initial or inside a number does not end a
+    sentence, and source markers after a sentence stay with it."""
     text = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s+", "", text, flags=re.MULTILINE)  # list markers
     pieces, current = [], ""
     last = 0
     for match in _SENTENCE_END.finditer(text):
         current += text[last : match.start()]
         last = match.end()
-        if _ABBREVIATIONS.search(current):
+        if _ABBREVIATIONS.search(current) or _INITIAL.search(current):
             current += " "
             continue
         pieces.append(current)
         current = ""
     pieces.append(current + text[last:])
-    return [" ".join(p.split()) for p in pieces if re.search(r"\w", p)]
+    sentences = []
+    for piece in (" ".join(p.split()) for p in pieces if re.search(r"\w", p)):
+        markers = _CITATIONS.match(piece)  # markers that trail a sentence are part of it, never a claim
+        if markers and sentences:
+            sentences[-1] += " " + markers.group().strip()
+        piece = piece[markers.end() :] if markers else piece
+        if piece.strip():
+            sentences.append(piece)
+    return sentences
 
 
 def _split_clauses(sentence: str) -> list[str]:
@@ -50,7 +65,7 @@ def _split_clauses(sentence: str) -> list[str]:
             clauses.append(left)
             start = joint.end()
     clauses.append(sentence[start:])
-    return [c.strip() if c.rstrip().endswith((".", "!", "?")) else c.strip() + "." for c in clauses]
+    return [c.strip() if _ENDED.search(c.rstrip()) else c.strip() + "." for c in clauses]
 
 
 def _states_fact(clause: str) -> bool:
