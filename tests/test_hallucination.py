@@ -97,6 +97,14 @@ def test_each_answer_in_a_batch_is_checked_against_its_own_context(detector):
     assert detector.check(items[:1])[0].claims[0].evidence[0]["text"] == RETURNS
 
 
+def test_an_invented_web_address_is_flagged_and_a_given_one_is_not(detector):
+    context = RETURNS + " Start a return at returns.marrowgate.eu or write to returns@marrowgate.eu."
+    invented = check_one(detector, "Start a return at www.verdance.com.", context)
+    assert invented.flagged and not invented.claims[0].supported
+    for given in ("Start a return at https://returns.marrowgate.eu/.", "Write to returns@marrowgate.eu."):
+        assert not check_one(detector, given, context).flagged, given
+
+
 def test_abstentions_are_not_hallucinations(detector):
     assert is_abstention("The documentation does not contain this information.")
     assert not is_abstention("Refunds take 10 working days.")

@@ -68,6 +68,12 @@ _DATES = (
 )
 _TIME = re.compile(r"\b(?P<h>\d{1,2}):(?P<m>\d{2})(?:\s*(?P<ampm>[ap])\.?m\.?\b)?", re.IGNORECASE)
 _VERSION = re.compile(r"\bv?\d+\.\d+\.\d+\b")
+_LINK = re.compile(
+    r"(?<![\w@.])(?:https?://\S+?|www\.\S+?|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|"
+    r"de|uk|eu|fr|nl|info|dev|app|cloud|ai|co)(?:/\S*?)?)(?=[.,;:!?)\]]*(?:\s|$))",
+    re.IGNORECASE,
+)
+"""A web address or an email: a model invents them readily, and one is right only when the evidence has it."""
 _CODE = re.compile(
     r"\b[A-Z]{1,5}(?:-[A-Z]{1,5})*-?\d+[A-Za-z0-9]*(?:-[A-Z0-9]+)*(?:\s(?:Pro|Plus|Max|Mini|Lite|Ultra))?\b"
 )
@@ -151,6 +157,9 @@ def extract_facts(text: str, question: str | None = None) -> list[Fact]:
     def free(match: re.Match) -> bool:
         return all(match.end() <= start or match.start() >= end for start, end in taken)
 
+    for m in _LINK.finditer(text):
+        address = re.sub(r"^(?:https?://)?(?:www\.)?", "", m.group(0).lower()).rstrip("/")
+        add(m, Fact(m.group(0), "link", "link:" + address, m.span()))
     for pattern in _DATES:
         for m in pattern.finditer(text):
             if free(m):
@@ -299,7 +308,7 @@ def facts_agree(claimed: Fact, found: Fact) -> bool:
 
 def contradicts(claimed: Fact, found: Fact) -> bool:
     """Whether an evidence fact gives the same kind of quantity another value ("45-day" against "30-day")."""
-    if claimed.kind != found.kind or claimed.kind in ("name", "code", "version") or facts_agree(claimed, found):
+    if claimed.kind != found.kind or claimed.kind in ("name", "code", "version", "link") or facts_agree(claimed, found):
         return False
     if claimed.kind in ("date", "time"):
         return True

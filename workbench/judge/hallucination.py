@@ -189,6 +189,8 @@ def claim_signals(claim: str, question: str, best: list) -> Signals:
     for fact in claimed:
         if fact.kind in ("name", "code"):
             supported = name_in(fact.text, text) or name_in(fact.text, question)
+        elif fact.kind == "link":  # the address itself, however it is written (with or without scheme, www.)
+            supported = fact.value in text.lower() or fact.value in question.lower()
         else:
             supported = any(facts_agree(fact, f) for f in found)
         if not supported:
