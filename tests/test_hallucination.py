@@ -105,6 +105,16 @@ def test_an_invented_web_address_is_flagged_and_a_given_one_is_not(detector):
         assert not check_one(detector, given, context).flagged, given
 
 
+def test_a_short_answer_that_is_the_wrong_entity_is_flagged(detector):
+    context = "Ana Costa was born in Lisbon in 1961 and is Portuguese. She directed the film Tide Lines."
+    question = "Where was Ana Costa born?"
+    for wrong in ("Porto.", "In Porto.", "Brazilian."):
+        verdict = check_one(detector, wrong, context, question)
+        assert verdict.flagged, wrong
+    for right in ("Lisbon.", "In Lisbon.", "She was born in Lisbon."):
+        assert not check_one(detector, right, context, question).flagged, right
+
+
 def test_abstentions_are_not_hallucinations(detector):
     assert is_abstention("The documentation does not contain this information.")
     assert not is_abstention("Refunds take 10 working days.")

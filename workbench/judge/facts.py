@@ -122,6 +122,8 @@ _NUMBER = re.compile(
 _COUNTED = re.compile(r"\s?-?\s?(?P<word>[A-Za-z]+)")
 _RANGE_JOIN = re.compile(r"\s*(?:-|to|and|or|x|×|/)\s*", re.IGNORECASE)
 
+SHORT_WORDS = 4
+"""A text of at most this many words is a short answer, whose opening capitalised word may be the answer itself."""
 _NAME = re.compile(r"(?<![\w'])[A-Z][a-zA-Z]*(?:['-][A-Za-z]+)*(?:\s+[A-Z][a-zA-Z]*(?:['-][A-Za-z]+)*)*")
 _SENTENCE_START = re.compile(r"(?:^\s*|[.!?:;\n]\s*|\d\)\s*|^\s*[-*]\s*|[\"(]\s*)$")
 _STOPWORDS = set(
@@ -189,8 +191,9 @@ def extract_facts(text: str, question: str | None = None) -> list[Fact]:
     masked = text
     for start, end in taken:  # names never run into a code, date or number
         masked = masked[:start] + "\0" * (end - start) + masked[end:]
+    short = len(text.split()) <= SHORT_WORDS
     for m in _NAME.finditer(masked):
-        name = _name(masked, m, question)
+        name = _name(masked, m, question, short)
         if name:
             found.append(Fact(name, "name", "name:" + words_of(name), m.span()))
     facts = list({fact.key: fact for fact in sorted(found, key=lambda f: f.span[0])}.values())
@@ -235,9 +238,10 @@ def _counted(text: str, end: int) -> str | None:
     return word[:-1] if word.endswith("s") and not word.endswith("ss") and len(word) > 3 else word
 
 
-def _name(text: str, m: re.Match, question: str | None) -> str | None:
+def _name(text: str, m: re.Match, question: str | None, short: bool = False) -> str | None:
     """A capitalised run minus leading common words; a lone word that opens a sentence counts only when it is also
-    capitalised mid-sentence in the text or the question, since "Customer support ..." is no name."""
+    capitalised mid-sentence in the text or the question, since "Customer support ..." is no name, or when it is
+    a short answer's word that no lower-case word follows ("Portuguese.", "Porto, 1961."): it is the answer."""
     words = m.group(0).split()
     at_start = bool(_SENTENCE_START.search(text[: m.start()]))
     while words and (words[0].lower().removesuffix("'s") in _STOPWORDS or words[0] in _MONTHS):
@@ -245,7 +249,8 @@ def _name(text: str, m: re.Match, question: str | None) -> str | None:
     words = [w.removesuffix("'s") for w in words]
     if not words or (len(words) == 1 and (len(words[0]) < 2 or words[0].lower() in _STOPWORDS)):
         return None
-    if at_start and len(words) == 1:
+    answer_itself = short and not re.match(r"\s*[a-z]", text[m.end() :])  # "Porto.", not "Released in 2024."
+    if at_start and len(words) == 1 and not answer_itself:
         mid_sentence = rf"(?<![.!?:;\n]\s)(?<!^)\b{re.escape(words[0])}\b"
         if not any(re.search(mid_sentence, t.strip()) for t in (text[m.end() :], question or "")):
             return None
