@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import record
 
 from workbench.config import Config
+from workbench.engine import Answer
 from workbench.report import build_report, load_rows
 from workbench.report.preference import PRIOR_SD, Vote, bradley_terry, fit_logistic
 from workbench.report.render import render_html
@@ -108,30 +109,24 @@ def populate(home: Path, questions: int) -> None:
             for v, variant in enumerate(VARIANTS):
                 score = float(np.clip(hard + 0.05 * v + rng.normal(0, 0.1), 0, 1))
                 details = {"unanswerable": True, "abstained": score > 0.5} if row["type"] == "unanswerable" else {}
-                answer = {
-                    "id": f"{q}-{variant}",
-                    "turn_id": None,
-                    "variant": variant,
-                    "question": row["question"],
-                    "text": "word " * int(rng.integers(5, 60)),
-                    "prompt": [],
-                    "ttft_s": 0.1,
-                    "total_s": float(rng.uniform(1, 5)),
-                    "tokens_in": 50,
-                    "tokens_out": 30,
-                    "finish_reason": "stop",
-                    "decoding": {},
-                    "model_id": "m",
-                    "precision": "fp32",
-                    "adapter_id": None,
-                    "index_id": None,
-                    "chunk_ids": [],
-                    "chunk_scores": [],
-                    "error": None,
-                }
+                answer = Answer(
+                    id=f"{q}-{variant}",
+                    turn_id=None,
+                    variant=variant,
+                    question=row["question"],
+                    text="word " * int(rng.integers(5, 60)),
+                    prompt=[],
+                    ttft_s=0.1,
+                    total_s=float(rng.uniform(1, 5)),
+                    tokens_in=50,
+                    tokens_out=30,
+                    finish_reason="stop",
+                    decoding={},
+                    model_id="m",
+                )
                 judgements = [{"judge": j, "score": score, "reason": None, "details": details} for j in JUDGES]
                 claim = {"claim": "c", "score": 1 - score, "supported": score > 0.3, "evidence": []}
-                store.add_eval_answer("e", row["id"], answer, 1, judgements, ("evidence", [claim]))
+                store.add_eval_answer("e", row["id"], answer.to_dict(), 1, judgements, ("evidence", [claim]))
 
 
 def bench_report(questions: int = 2500) -> dict:

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.test_store import answer
 from workbench.cli import main
 from workbench.config import Config
 from workbench.report import build_report, load_rows
@@ -55,27 +56,16 @@ def stored_eval(home, scores: dict[str, list[float]], kinds: list[str], run: str
                     if kinds[i] == "unanswerable"
                     else {}
                 )
-                record = {
-                    "id": f"{eval_id}-{qa_id}-{variant}",
-                    "turn_id": None,
-                    "variant": variant,
-                    "question": f"Question {qa_id}?",
-                    "text": "word " * (5 + i % 7),
-                    "prompt": [],
-                    "ttft_s": 0.1,
-                    "total_s": 1.0 + (3.0 if "rag" in variant else 0.0),
-                    "tokens_in": 500 if "rag" in variant else 50,
-                    "tokens_out": 20,
-                    "finish_reason": "stop",
-                    "decoding": {},
-                    "model_id": "m",
-                    "precision": "fp32",
-                    "adapter_id": None,
-                    "index_id": None,
-                    "chunk_ids": [],
-                    "chunk_scores": [],
-                    "error": None,
-                }
+                record = answer(
+                    qa_id,
+                    variant,
+                    id=f"{eval_id}-{qa_id}-{variant}",  # an eval's answer: add_eval_answer ignores its turn id
+                    question=f"Question {qa_id}?",
+                    text="word " * (5 + i % 7),
+                    total_s=1.0 + (3.0 if "rag" in variant else 0.0),
+                    tokens_in=500 if "rag" in variant else 50,
+                    tokens_out=20,
+                )
                 judgement = {
                     "judge": "token_f1",
                     "score": float(scores[variant][i]),
@@ -202,27 +192,14 @@ def add_arena(home, run: str = "r1", turns: int = 12) -> None:
             for variant in ("base", "ft", "rag"):
                 answer_id = f"{turn}-{variant}"
                 store.add_answer(
-                    {
-                        "id": answer_id,
-                        "turn_id": turn,
-                        "variant": variant,
-                        "question": "What is WAL?",
-                        "text": "long " * (30 if variant == "rag" else 8),
-                        "prompt": [],
-                        "ttft_s": 0.1,
-                        "total_s": 2.0,
-                        "tokens_in": 40,
-                        "tokens_out": 12,
-                        "finish_reason": "stop",
-                        "decoding": {},
-                        "model_id": "m",
-                        "precision": "fp32",
-                        "adapter_id": None,
-                        "index_id": None,
-                        "chunk_ids": [],
-                        "chunk_scores": [],
-                        "error": None,
-                    }
+                    answer(
+                        turn,
+                        variant,
+                        text="long " * (30 if variant == "rag" else 8),
+                        total_s=2.0,
+                        tokens_in=40,
+                        tokens_out=12,
+                    )
                 )
                 good = variant == "rag"
                 store.add_judgement(answer_id, "token_f1", 0.8 if good else 0.2 + 0.01 * t, None, {})
