@@ -16,6 +16,7 @@ disagreement (raters clearly prefer another option) is said out loud.
 
 from __future__ import annotations
 
+from workbench.report.formats import number, plural
 from workbench.report.quality import compare_family, groupings, table
 from workbench.report.stats import items_needed
 
@@ -98,19 +99,11 @@ def _drivers(rows, scores, leader: str, runner_up: str, common: list[str], by) -
     return sorted(out, key=lambda d: d["questions"])
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
-
-
 def _diff_text(d: dict) -> str:
     p = d.get("p_adjusted")
     return (
-        f"{d['mean']:+.3f} [{_fmt(d['low'])}, {_fmt(d['high'])}], corrected p = {_fmt(p)} over "
-        f"{_plural(d['n'], 'question')}"
+        f"{d['mean']:+.3f} [{number(d['low'])}, {number(d['high'])}], corrected p = {number(p)} over "
+        f"{plural(d['n'], 'question')}"
     )
 
 
@@ -120,20 +113,20 @@ def _headline(d: dict) -> str:
         return f"only {leader} was evaluated: there is nothing to compare it with"
     if d["status"] == "recommend":
         return (
-            f"Recommend {leader}: it has the highest {metric} ({_fmt(means[leader])}) and beats every other option "
+            f"Recommend {leader}: it has the highest {metric} ({number(means[leader])}) and beats every other option "
             f"evaluated ({', '.join(d['against'])}) significantly."
         )
     if d["status"] == "qualified":
         driver = d["drivers"][0]
         other, without = driver["leader_without"], driver["without"]
         return (
-            f"{leader} leads on {metric} ({_fmt(means[leader])}), but only because of the {driver['group']} "
+            f"{leader} leads on {metric} ({number(means[leader])}), but only because of the {driver['group']} "
             f"questions ({driver['questions']} of {driver['of']}, by {driver['grouping']}); without them "
             + (
-                f"{other} leads ({_fmt(without[other])} against {leader}'s {_fmt(without[leader])}). "
+                f"{other} leads ({number(without[other])} against {leader}'s {number(without[leader])}). "
                 f"Choose {leader} if such questions matter to your users, else {other}."
                 if other
-                else f"it only ties with the runner-up ({_fmt(without[leader])})."
+                else f"it only ties with the runner-up ({number(without[leader])})."
             )
         )
     more = d["more_questions"]
@@ -145,8 +138,8 @@ def _headline(d: dict) -> str:
     else:
         settle = f"about {more['more']} more eval questions (about {more['needed']} in all) would settle it"
     text = (
-        f"Not yet significant: {leader} leads on {metric} ({_fmt(means[leader])}), but {closest} "
-        f"({_fmt(means[closest])}) is within the noise: {_diff_text(d['against'][closest])}; {settle}."
+        f"Not yet significant: {leader} leads on {metric} ({number(means[leader])}), but {closest} "
+        f"({number(means[closest])}) is within the noise: {_diff_text(d['against'][closest])}; {settle}."
     )
     settled = [r for r, diff in d["against"].items() if diff["significant"]]
     if settled:
@@ -165,7 +158,7 @@ def _reasons(d: dict, rows, preference: dict, hallucination: dict, cost: dict) -
     leader = d["leader"]
     reasons = [f"{leader} against {r}: {_diff_text(diff)}" for r, diff in d["against"].items()]
     bt = (preference.get("bradley_terry") or {}).get("variants") or {}
-    votes = _plural(preference.get("votes", 0), "vote")
+    votes = plural(preference.get("votes", 0), "vote")
     if preference.get("votes") and not bt:
         reasons.append(f"the arena has {votes}: too few to rate the variants")
     elif bt:

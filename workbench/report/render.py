@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from workbench.report import plots
+from workbench.report.formats import number, plural
 
 SECTIONS = (
     "Decision",
@@ -257,7 +258,7 @@ def _decision(report: dict) -> list[Block]:
                         r["group"],
                         f"{r['questions']} of {r['of']}",
                         r["leader_without"] or "(a tie)",
-                        ", ".join(f"{v} {_num(m)}" for v, m in r["without"].items()),
+                        ", ".join(f"{v} {number(m)}" for v, m in r["without"].items()),
                     ]
                     for r in d["drivers"]
                 ],
@@ -285,10 +286,6 @@ def _decision(report: dict) -> list[Block]:
     return blocks
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
-
-
 def _votes_needed_text(preference: dict) -> str:
     needed = preference.get("votes_needed")
     if not preference.get("votes"):
@@ -298,12 +295,12 @@ def _votes_needed_text(preference: dict) -> str:
     first, second = needed["between"]
     if needed.get("why") == "too_few":
         return (
-            f"Votes needed: {_plural(needed['battles'], 'battle')} between {first} and {second} so far, too few to "
+            f"Votes needed: {plural(needed['battles'], 'battle')} between {first} and {second} so far, too few to "
             f"estimate how many would separate them."
         )
     if needed.get("needed") is None:
         return (
-            f"Votes needed: {first} and {second} are even over {_plural(needed['battles'], 'battle')}; more votes are "
+            f"Votes needed: {first} and {second} are even over {plural(needed['battles'], 'battle')}; more votes are "
             f"unlikely to separate them."
         )
     if needed.get("more") == 0:
@@ -372,7 +369,7 @@ def _quality(report: dict) -> list[Block]:
                     f"{c['a']} - {c['b']}",
                     c.get("why") or "",
                     _interval(d, signed=True),
-                    _num(d.get("p_adjusted")),
+                    number(d.get("p_adjusted")),
                     _yes(d.get("significant")),
                     _count(d.get("n")),
                 ]
@@ -397,7 +394,7 @@ def _preference(report: dict) -> list[Block]:
         outcomes = p.get("outcomes") or {}
         blocks.append(
             Paragraph(
-                f"{_plural(votes, 'vote')}: {outcomes.get('best', 0)} named a best answer, {outcomes.get('tie', 0)} a tie, "
+                f"{plural(votes, 'vote')}: {outcomes.get('best', 0)} named a best answer, {outcomes.get('tie', 0)} a tie, "
                 f"{outcomes.get('all_bad', 0)} all bad."
             )
         )
@@ -486,7 +483,11 @@ def _preference(report: dict) -> list[Block]:
 
 def _rating_rows(ratings: dict) -> list[list[str]]:
     return [
-        [str(r.get("rank", "-")), v, f"{_num(r.get('rating'), 0)} [{_num(r.get('low'), 0)}, {_num(r.get('high'), 0)}]"]
+        [
+            str(r.get("rank", "-")),
+            v,
+            f"{number(r.get('rating'), 0)} [{number(r.get('low'), 0)}, {number(r.get('high'), 0)}]",
+        ]
         for v, r in ratings.items()
     ]
 
@@ -519,9 +520,7 @@ def _hallucination(report: dict) -> list[Block]:
     if kappa:
         counts = (kappa.get("details") or {}).get("counts") or {}
         observed = (kappa.get("details") or {}).get("observed")
-        text = (
-            f"Detector against raters' flags: Cohen's kappa {_num(kappa.get('value'))} over {kappa.get('n', 0)} answers"
-        )
+        text = f"Detector against raters' flags: Cohen's kappa {number(kappa.get('value'))} over {kappa.get('n', 0)} answers"
         if counts:
             text += (
                 f" (both flagged {counts.get('true_true', 0)}, detector only {counts.get('true_false', 0)}, "
@@ -534,10 +533,10 @@ def _hallucination(report: dict) -> list[Block]:
     else:
         items.append("Detector against raters' flags: no arena answer has both flags yet.")
     for judge, row in (trust.get("judges_vs_stars") or {}).items():
-        text = f"{judge} against stars: Spearman {_num(row.get('value'))} over {row.get('n', 0)} answers"
+        text = f"{judge} against stars: Spearman {number(row.get('value'))} over {row.get('n', 0)} answers"
         p = (row.get("details") or {}).get("p")
         if p is not None:
-            text += f" (p = {_num(p)})"
+            text += f" (p = {number(p)})"
         if row.get("reason"):
             text += f": {row['reason']}"
         items.append(text)
@@ -546,7 +545,7 @@ def _hallucination(report: dict) -> list[Block]:
         items.append(
             f"Flags against wrong answers on the eval ({wrong.get('metric')} below {wrong.get('wrong_below')}: "
             f"{wrong.get('wrong')} of {wrong.get('answers')} answers to answerable questions): AUROC "
-            f"{_num(wrong.get('auroc'))} against {_num(wrong.get('length_auroc'))} for answer length alone "
+            f"{number(wrong.get('auroc'))} against {number(wrong.get('length_auroc'))} for answer length alone "
             "(0.5 is chance)."
         )
     blocks.append(Paragraph("How far to trust the detector:"))
@@ -586,7 +585,7 @@ def _breakdowns(report: dict) -> list[Block]:
             blocks.append(
                 Table(
                     ["variant", "gap", "strongest group", "weakest group"],
-                    [[v, _num(g.get("gap")), g.get("high") or "-", g.get("low") or "-"] for v, g in gaps.items()],
+                    [[v, number(g.get("gap")), g.get("high") or "-", g.get("low") or "-"] for v, g in gaps.items()],
                 )
             )
     return blocks
@@ -713,8 +712,8 @@ def _cost(report: dict) -> list[Block]:
                         _seconds((r.get("latency_s") or {}).get("p50")),
                         _seconds((r.get("latency_s") or {}).get("p95")),
                         _seconds((r.get("first_token_s") or {}).get("p50")),
-                        _num(r.get("tokens_in"), 0),
-                        _num(r.get("tokens_out"), 0),
+                        number(r.get("tokens_in"), 0),
+                        number(r.get("tokens_out"), 0),
                         _seconds(r.get("machine_seconds")),
                         _money(r.get("per_1000_answers"), currency),
                     ]
@@ -770,11 +769,11 @@ def _training(report: dict) -> list[Block]:
             ["outcome", t.get("outcome") or "-"],
             ["recipe", t.get("recipe") or "-"],
             ["steps", _count(t.get("steps"))],
-            ["best step", f"{_count(t.get('best_step'))} (val loss {_num(t.get('best_val_loss'))})"],
+            ["best step", f"{_count(t.get('best_step'))} (val loss {number(t.get('best_val_loss'))})"],
             [
                 "forgetting (general-text perplexity)",
-                f"{_num(forgetting.get('base_perplexity'), 2)} before, "
-                f"{_num(forgetting.get('finetuned_perplexity'), 2)} after ({_signed_pct(forgetting.get('change_pct'))})"
+                f"{number(forgetting.get('base_perplexity'), 2)} before, "
+                f"{number(forgetting.get('finetuned_perplexity'), 2)} after ({_signed_pct(forgetting.get('change_pct'))})"
                 if forgetting
                 else "not measured",
             ],
@@ -799,10 +798,6 @@ def _notes(report: dict) -> list[Block]:
 
 
 # -- formatting -------------------------------------------------------------------------------------------------------
-
-
-def _num(x, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
 
 
 def _count(x) -> str:
