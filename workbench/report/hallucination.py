@@ -11,7 +11,7 @@ from collections import defaultdict
 from sklearn.metrics import roc_auc_score
 
 from workbench.report.agreement import cohen_kappa, spearman
-from workbench.report.quality import table
+from workbench.report.quality import table, unanswerable_ids
 from workbench.report.stats import rate_interval
 from workbench.report.summary import WRONG_BELOW
 
@@ -77,7 +77,7 @@ def _against_wrong_answers(rows) -> dict | None:
         return None
     metric = rows.config.report.metric
     scores = table(rows, metric)
-    unanswerable = {j["qa_id"] for j in rows.eval_judgements if (j["details"] or {}).get("unanswerable")}
+    unanswerable = unanswerable_ids(rows)
     detector = answer_scores(rows.eval_claims)
     wrong, flag_score, length = [], [], []
     for a in rows.eval_answers:
