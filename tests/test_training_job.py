@@ -6,14 +6,8 @@ from conftest import DEMO
 
 from workbench.config import Config
 from workbench.data.prepare import prepare
-from workbench.training_job import (
-    JobRunning,
-    read_events,
-    read_metrics,
-    train_in_background,
-    training_job,
-)
-from workbench.workspace import run_paths
+from workbench.training_job import JobRunning, train_in_background, training_job
+from workbench.workspace import read_events, read_metrics, run_paths
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,6 @@ their last line may be half written while we read, so an unfinished line is skip
 from __future__ import annotations
 
 import atexit
-import csv
-import json
 import logging
 import shutil
 import subprocess
@@ -33,7 +31,7 @@ from workbench.config import Config
 from workbench.finetune import planned_steps
 from workbench.records import read_split
 from workbench.train_data import recipe_conversations
-from workbench.workspace import read_json, resolve_home, run_paths, write_text_atomic
+from workbench.workspace import read_events, read_json, read_metrics, resolve_home, run_paths, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -240,38 +238,6 @@ def failure_reason(
     if code < 0:
         return f"{what} process ended by signal {-code}" + (f" after: {last}" if last else "")
     return (last or f"{what} process exited with status {code}") + f" (see {log_file})"
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """`metrics.csv` as dicts: `step` an int, every other column a float or None (val columns off eval steps)."""
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    complete = [line for line in lines if line.endswith("\n")]
-    rows = []
-    for row in csv.DictReader(complete):
-        if None in row or None in row.values():  # a row with too many or too few fields
-            continue
-        try:
-            rows.append({k: int(v) if k == "step" else (float(v) if v else None) for k, v in row.items()})
-        except ValueError:
-            continue
-    return rows
-
-
-def read_events(path: Path) -> list[dict]:
-    """`events.jsonl` as dicts (step, kind, message), skipping a line still being written."""
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if not line.endswith("\n") or not line.strip():
-            continue
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events
 
 
 _JOBS: dict[Path, TrainingJob] = {}

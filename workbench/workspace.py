@@ -7,6 +7,7 @@ crash never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
 import json
@@ -168,6 +169,38 @@ def read_json(path: Path):
 def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """`metrics.csv` as dicts: `step` an int, every other column a float or None (val columns off eval steps)."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    complete = [line for line in lines if line.endswith("\n")]
+    rows = []
+    for row in csv.DictReader(complete):
+        if None in row or None in row.values():  # a row with too many or too few fields
+            continue
+        try:
+            rows.append({k: int(v) if k == "step" else (float(v) if v else None) for k, v in row.items()})
+        except ValueError:
+            continue
+    return rows
+
+
+def read_events(path: Path) -> list[dict]:
+    """`events.jsonl` as dicts (step, kind, message), skipping a line still being written."""
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if not line.endswith("\n") or not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
 
 
 def file_sha256(path: Path) -> str:

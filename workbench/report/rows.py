@@ -6,8 +6,6 @@ the workspace files, and it never loads a model.
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from workbench.config import Config
 from workbench.data.loaders import BadInputError
 from workbench.eval.runner import Question, load_questions
 from workbench.store import Store
-from workbench.workspace import index_paths, read_json, resolve_home, run_paths
+from workbench.workspace import index_paths, read_events, read_json, read_metrics, resolve_home, run_paths
 
 
 class ReportError(BadInputError):
@@ -131,8 +129,8 @@ def _read_workspace(rows: ReportRows, name: str, home: Path) -> None:
         rows.adapters[variant] = {
             "manifest": rows.manifest[section],
             "bytes": _folder_bytes(training.adapter),
-            "curve": _read_curve(training.metrics),
-            "events": _read_events(training.events),
+            "curve": read_metrics(training.metrics),
+            "events": read_events(training.events),
         }
     index = index_paths(name, home)
     if index.manifest.is_file():
@@ -144,18 +142,3 @@ def _folder_bytes(folder: Path) -> int | None:
     if not folder.is_dir():
         return None
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-
-
-def _read_curve(path: Path) -> list[dict]:
-    """The training metrics (`metrics.csv`) as rows of floats; empty cells None."""
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8", newline="") as fh:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def _read_events(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
