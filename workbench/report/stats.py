@@ -104,15 +104,6 @@ def items_needed(mean: float | None, sd: float | None, tests: int = 1, confidenc
     return max(smallest, math.ceil((z * sd / abs(mean)) ** 2))
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> dict:
-    """`{rho, p, n}`: Spearman's rank correlation (None below 3 pairs or when either side is constant)."""
-    n = len(x)
-    if n < 3 or len(set(x)) < 2 or len(set(y)) < 2:
-        return {"rho": None, "p": None, "n": n}
-    result = stats.spearmanr(x, y)
-    return {"rho": float(result.statistic), "p": float(result.pvalue), "n": n}
-
-
 def percentiles(values: Sequence[float], points: Sequence[float] = (50, 95)) -> dict:
     """`{p50: ..., p95: ..., n}` of the values (None when there are none)."""
     x = np.asarray([v for v in values if v is not None], dtype=float)
