@@ -12,8 +12,6 @@ from workbench.report.preference import preference_section
 from workbench.report.quality import attribution_section, breakdown_section, quality_section
 from workbench.report.rows import ReportRows
 
-SECTIONS = ("decision", "quality", "preference", "hallucination", "breakdowns", "attribution", "cost", "training")
-
 
 def build_report(rows: ReportRows, by=(), compare=()) -> dict:
     started = time.perf_counter()
