@@ -34,15 +34,16 @@ Usage: python bench/hallucination.py [--parts labelled,real_answers] [--limit N 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import record
@@ -51,50 +52,65 @@ from workbench.config import Config, load_config
 from workbench.data.prepare import prepare
 from workbench.eval import run_eval
 from workbench.finetune import finetune
+from workbench.judge.answer_labels import real_answer_set
 from workbench.judge.hallucination import (
+    INTERCEPT,
+    WEIGHTS,
     Item,
     Passage,
     aggregate,
-    auroc,
-    average_precision,
+    content_words,
     fit_threshold,
     make_detector,
     precision_recall,
 )
 from workbench.judge.labelled import build_labelled_set, load_documents, load_questions, summary
+from workbench.records import read_split
 from workbench.retrieval.index import Retriever, build_index
 from workbench.store import Store
-from workbench.text_metrics import normalize
-from workbench.workspace import run_paths
+from workbench.text_metrics import normalize, token_f1
+from workbench.workspace import run_paths, write_jsonl_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo"
 SEED = 13
-PARTS = ("labelled", "real_answers")
+PARTS = ("labelled", "real")
 VARIANTS = ["base", "ft", "rag", "ft_rag"]
-WRONG_BELOW, RIGHT_FROM = 0.2, 0.5
-"""Real answers: token F1 below WRONG_BELOW is wrong (1), at least RIGHT_FROM right (0), in between left out."""
+REAL_EVALS = (("test", VARIANTS), ("val", VARIANTS), ("train", ["base", "rag"]))
+"""Where real answers come from: every variant on the held-out splits; on the train split's questions, the two
+variants that were not trained on them (more answers, and more right ones, to fit and report on)."""
+PAIR_WORDS = 2
+"""Length-matched pairs: a wrong and a right answer within this many words (or 20%) of each other."""
 
 
 def measures(scores: list[float], labels: list[int], threshold: float) -> dict:
+    """AUROC, AUC-PR (average precision) and precision / recall of flagging `score >= threshold`; answers
+    without a score are left out and counted."""
+    kept = [(s, y) for s, y in zip(scores, labels) if s is not None]
+    scores, labels = [s for s, _ in kept], [y for _, y in kept]
+    if not 0 < sum(labels) < len(labels):
+        return {"answers": len(labels), "wrong": sum(labels), "auroc": None}
     precision, recall = precision_recall(scores, labels, threshold)
     return {
-        "auroc": round(auroc(scores, labels), 4),
-        "auc_pr": round(average_precision(scores, labels), 4),
+        "answers": len(labels),
+        "wrong": sum(labels),
+        "auroc": round(float(roc_auc_score(labels, scores)), 4),
+        "auc_pr": round(float(average_precision_score(labels, scores)), 4),
         "precision": round(precision, 4),
         "recall": round(recall, 4),
         "threshold": round(threshold, 4),
     }
 
 
-def score_rows(detector, rows: list[dict], contexts: list | None) -> tuple[dict[str, list[float]], float]:
-    """Per aggregation, each row's score; and the seconds the detector took."""
+def score_rows(detector, rows: list[dict], contexts: list | None) -> tuple[dict[str, list[float]], float, list]:
+    """Per aggregation, each row's score; the seconds the detector took; each row's signals (`answer_features`)."""
     items = [Item(r["question"], r["answer"], contexts[i] if contexts else None) for i, r in enumerate(rows)]
     started = time.perf_counter()
     checks = [c for start in range(0, len(items), 16) for c in detector.check(items[start : start + 16])]
     seconds = time.perf_counter() - started
     claim_scores = [[claim.score for claim in check.claims] for check in checks]
-    return {how: [aggregate(s, how) for s in claim_scores] for how in ("max", "noisy_or")}, seconds
+    scores = {how: [aggregate(s, how) for s in claim_scores] for how in ("max", "noisy_or")}
+    return scores, seconds, [answer_features(check) for check in checks]
 
 
 def gold_contexts(rows: list[dict], retriever: Retriever) -> list[list[Passage]]:
@@ -115,11 +131,11 @@ def gold_contexts(rows: list[dict], retriever: Retriever) -> list[list[Passage]]
 
 def setting_figures(detector, calibration: list[dict], evaluation: list[dict], contexts) -> dict:
     labels = {part: [r["label"] for r in rows] for part, rows in (("cal", calibration), ("eval", evaluation))}
-    cal_scores, _ = score_rows(detector, calibration, contexts["cal"] if contexts else None)
-    by_how = {how: auroc(s, labels["cal"]) for how, s in cal_scores.items()}
+    cal_scores, _, cal_features = score_rows(detector, calibration, contexts["cal"] if contexts else None)
+    by_how = {how: float(roc_auc_score(labels["cal"], s)) for how, s in cal_scores.items()}
     how = max(by_how, key=by_how.get)
     threshold = fit_threshold(cal_scores[how], labels["cal"])
-    eval_scores, seconds = score_rows(detector, evaluation, contexts["eval"] if contexts else None)
+    eval_scores, seconds, _ = score_rows(detector, evaluation, contexts["eval"] if contexts else None)
     figures = {
         "aggregation": how,
         "calibration_auroc": {k: round(v, 4) for k, v in by_how.items()},
@@ -130,6 +146,7 @@ def setting_figures(detector, calibration: list[dict], evaluation: list[dict], c
         "answers_per_s": round(len(evaluation) / seconds, 1),
     }
     figures["by_kind_recall"] = recall_by_kind(evaluation, eval_scores[how], threshold)
+    figures["fit_set"] = (cal_features, labels["cal"])  # for --fit; not recorded
     return figures
 
 
@@ -219,106 +236,174 @@ def labelled_figures(config: Config, home: Path, limit: int | None) -> dict:
 
 
 def real_answers(config: Config, home: Path, limit: int | None, finetune_steps: int | None) -> dict:
-    """The four variants' answers to the demo's test questions through `workbench eval`, measured from the store."""
+    """Real answers of the demo's variants, labelled by `answer_labels`' rule; the detector (as shipped) and the
+    baselines measured on the evaluation half; with `fit`, the score's weights refitted on the fit half."""
     if not (run_paths("demo", home).adapter / "adapter_config.json").is_file():
         finetune("demo", config, home, max_steps=finetune_steps, progress=False)  # the adapter `make run` trains
-    result = run_eval("demo", config, home, variants=VARIANTS, limit=limit, judges=["token_f1"], progress=False)
-    with Store.open(home=home) as store:
-        rows = [read(eval_id=result["eval_id"]) for read in (store.answers, store.judgements, store.claim_flags)]
-    chunk_texts = {chunk.id: chunk.text for chunk in Retriever.load("demo", config, home).chunks}
-    figures = real_answer_figures(*rows, chunk_texts)
-    return {"eval_id": result["eval_id"], "questions": result["questions"]} | figures
+    questions = load_questions("demo", home)
+    train_file = home / "train_questions.jsonl"
+    train = [e for e in read_split(run_paths("demo", home).split("train")) if e.is_question]
+    write_jsonl_atomic(train_file, [qa_row(q) for q in train[:limit]])
+    answers, eval_ids = [], []
+    for split, variants in REAL_EVALS:
+        split = str(train_file) if split == "train" else split
+        result = run_eval("demo", config, home, split=split, variants=variants, limit=limit, judges=[], progress=False)
+        with Store.open(home=home) as store:
+            answers += store.answers(eval_id=result["eval_id"])
+        eval_ids.append(result["eval_id"])
+    by_id = {q.id: {"question": q.question, "answer": q.answer, "type": q.type} for q in questions}
+    retriever = Retriever.load("demo", config, home)
+    rows = real_answer_set([a for a in answers if not a["error"]], by_id, SEED)
+    checks = check_answers(make_detector(config, retriever), rows, retriever)
+    figures = real_answer_figures(rows, checks, retriever, config.hallucination.threshold)
+    figures["by_variant"] = variant_figures(answers, eval_ids[:2], by_id, make_detector(config, retriever), retriever)
+    return {"evals": eval_ids} | figures
 
 
-def real_answer_figures(
-    answers: list[dict], judgements: list[dict], claims: list[dict], chunk_texts: dict[str, str]
-) -> dict:
-    """Labels, detector and baseline AUROCs and flag rates from one eval's rows (`Store.answers/judgements/
-    claim_flags(eval_id=...)`: answers with `id, variant, qa_id, text, chunk_ids`; judgements with `answer_id,
-    judge, score`; claims with `answer_id, score, supported`) and the index's `{chunk id: text}`."""
-    f1 = {j["answer_id"]: j["score"] for j in judgements if j["judge"] == "token_f1" and j["score"] is not None}
-    label = {
-        a["id"]: int(f1[a["id"]] < WRONG_BELOW)
-        for a in answers
-        if a["id"] in f1 and (f1[a["id"]] < WRONG_BELOW or f1[a["id"]] >= RIGHT_FROM)
-    }
-    claim_scores: dict[str, list[float]] = defaultdict(list)
-    flagged = set()
-    for c in claims:
-        claim_scores[c["answer_id"]].append(c["score"])
-        if not c["supported"]:
-            flagged.add(c["answer_id"])
-    shown = {a["qa_id"]: a["chunk_ids"] for a in answers if a["chunk_ids"]}  # the question's top retrieved chunks
-    scores = {
-        "detector": lambda a: max(claim_scores[a["id"]]) if claim_scores[a["id"]] else None,
-        "length_words": lambda a: len(a["text"].split()),
-        "missing_content_words": lambda a: missing_share(
-            a["text"], a["chunk_ids"] or shown.get(a["qa_id"]), chunk_texts
-        ),
-    }
-    kept = [a for a in answers if a["id"] in label]
-    groups = {
-        "all": kept,
-        "rag": [a for a in kept if a["chunk_ids"]],
-        "closed_book": [a for a in kept if not a["chunk_ids"]],
-    }
-    figures: dict = {
-        "labels": {
-            "wrong": sum(label.values()),
-            "right": len(label) - sum(label.values()),
-            "left_out": len(answers) - len(label),
-        },
-        "by_variant": {},
-    }
-    for variant in sorted({a["variant"] for a in answers}):
-        mine = [a for a in answers if a["variant"] == variant]
-        wrong = sum(label.get(a["id"]) == 1 for a in mine)
-        right = sum(label.get(a["id"]) == 0 for a in mine)
-        figures["by_variant"][variant] = {"wrong": wrong, "right": right, "left_out": len(mine) - wrong - right}
-    for name, score in scores.items():
-        figures[name] = {group: auroc_of(rows, score, label) for group, rows in groups.items()}
-    checked = [a for a in kept if claim_scores[a["id"]]]
-    figures["detector"]["flag_rate"] = {
-        kind: (round(sum(a["id"] in flagged for a in rows) / len(rows), 4) if rows else None)
-        for kind, rows in (
-            ("wrong", [a for a in checked if label[a["id"]] == 1]),
-            ("right", [a for a in checked if label[a["id"]] == 0]),
-        )
-    }
-    return figures
+def qa_row(example) -> dict:
+    """A prepared question as a QA file row (the train split's questions are asked through a QA file)."""
+    return {"id": example.id, "question": example.question, "answer": example.answer, "doc_ids": example.doc_ids}
 
 
-def auroc_of(answers: list[dict], score, label: dict) -> dict:
-    """AUROC of `score(answer)` against the labels (None when a class is missing), the answers it scored and the
-    answers without a score."""
-    scored = [(s, label[a["id"]]) for a in answers if (s := score(a)) is not None]
-    labels = [y for _, y in scored]
-    value = auroc([s for s, _ in scored], labels) if 0 < sum(labels) < len(labels) else None
-    return {
-        "auroc": round(value, 4) if value is not None else None,
-        "answers": len(scored),
-        "wrong": sum(labels),
-        "without_score": len(answers) - len(scored),
-    }
+def check_answers(detector, rows: list[dict], retriever: Retriever):
+    """The detector's verdicts on the rows, each checked against the chunks it was shown, as eval checks it."""
+    chunks = {chunk.id: chunk for chunk in retriever.chunks}
+    items = [
+        Item(r["question"], r["text"], [Passage(c, chunks[c].text, chunks[c].title) for c in r["chunk_ids"]] or None)
+        for r in rows
+    ]
+    return [check for start in range(0, len(items), 16) for check in detector.check(items[start : start + 16])]
+
+
+def answer_features(check) -> list[float]:
+    """An answer's signals for fitting: each the highest over its claims (none: all 0)."""
+    claims = [c.features for c in check.claims if c.features]
+    return [max((c[name] for c in claims), default=0.0) for name in WEIGHTS]
 
 
 def missing_share(text: str, chunk_ids: list[str] | None, chunk_texts: dict[str, str]) -> float | None:
     """The share of the answer's distinct content words found in none of the chunks; None without chunks or words."""
-    if not chunk_ids:
-        return None
-    words = {w for w in normalize(text) if w not in ENGLISH_STOP_WORDS}
-    if not words:
+    words = content_words(text)
+    if not chunk_ids or not words:
         return None
     source = set(normalize(" ".join(chunk_texts.get(cid, "") for cid in chunk_ids)))
     return len(words - source) / len(words)
 
 
+def real_answer_figures(rows: list[dict], checks: list, retriever: Retriever, threshold: float) -> dict:
+    """Per scorer (the detector's answer score, answer length, content words missing from the sources, random):
+    AUROC, AUC-PR and precision / recall on the evaluation half (baselines' thresholds fitted on the fit half),
+    overall, for RAG and closed-book answers apart, and inside length-matched pairs."""
+    chunk_texts = {chunk.id: chunk.text for chunk in retriever.chunks}
+    shown = {r["qa_id"]: r["chunk_ids"] for r in rows if r["chunk_ids"]}  # the question's top retrieved chunks
+    rng = random.Random(SEED)
+    scores = {
+        "detector": [check.score for check in checks],
+        "length_words": [len(r["text"].split()) for r in rows],
+        "missing_content_words": [
+            missing_share(r["text"], r["chunk_ids"] or shown.get(r["qa_id"]), chunk_texts) for r in rows
+        ],
+        "random": [rng.random() for _ in rows],
+    }
+    fit_rows = [i for i, r in enumerate(rows) if r["half"] == "fit"]
+    evaluation = [i for i, r in enumerate(rows) if r["half"] == "evaluation"]
+    labels = [r["label"] for r in rows]
+    figures: dict = {"rule": "workbench/judge/answer_labels.py", "labels": label_counts(rows)}
+    for name, values in scores.items():
+        fitted = [(values[i], labels[i]) for i in fit_rows if values[i] is not None]
+        cut = threshold if name == "detector" else fit_threshold([v for v, _ in fitted], [y for _, y in fitted])
+        figures[name] = measures([values[i] for i in evaluation], [labels[i] for i in evaluation], cut) | {
+            group: measures([values[i] for i in chosen], [labels[i] for i in chosen], cut)
+            for group, chosen in (
+                ("rag", [i for i in evaluation if rows[i]["chunk_ids"]]),
+                ("closed_book", [i for i in evaluation if not rows[i]["chunk_ids"]]),
+            )
+        }
+        figures[name]["length_matched"] = paired_auroc(rows, evaluation, values)
+    figures["detector"]["fit_half_best_threshold"] = round(
+        fit_threshold([scores["detector"][i] for i in fit_rows], [labels[i] for i in fit_rows]), 4
+    )
+    figures["fit_set"] = ([answer_features(checks[i]) for i in fit_rows], [labels[i] for i in fit_rows])
+    return figures
+
+
+def label_counts(rows: list[dict]) -> dict:
+    return {
+        half: {
+            "wrong": sum(r["label"] for r in rows if r["half"] == half),
+            "right": sum(1 - r["label"] for r in rows if r["half"] == half),
+        }
+        for half in ("fit", "evaluation")
+    }
+
+
+def fit_weights(sets: list[tuple[list[list[float]], list[int]]]) -> dict:
+    """The claim score's logistic model fitted on the fitting halves `[(features, labels)]` (the real answers',
+    and the constructed set's with and without context): each set and, within it, each class weighs the same;
+    weights are kept non-negative, since every signal is evidence against a claim, never for it; a small L2
+    penalty keeps them finite where a signal separates a set perfectly. Paste the result into WEIGHTS/INTERCEPT."""
+    from scipy.optimize import minimize
+
+    features, labels, weights = [], [], []
+    for x, y in sets:
+        y = np.asarray(y)
+        weights += list(np.where(y == 1, 0.5 / y.sum(), 0.5 / (len(y) - y.sum())) / len(sets))
+        features += x
+        labels += list(y)
+    x, y, w = np.asarray(features), np.asarray(labels), np.asarray(weights)
+
+    def loss(p: np.ndarray) -> float:
+        z = x @ p[:-1] + p[-1]
+        return float((w * (np.logaddexp(0, z) - y * z)).sum() + 1e-3 * (p[:-1] ** 2).sum())
+
+    n = x.shape[1]
+    fitted = minimize(loss, np.zeros(n + 1), bounds=[(0, None)] * n + [(None, None)], method="L-BFGS-B").x
+    return {
+        "weights": {name: round(float(v), 3) for name, v in zip(WEIGHTS, fitted)},
+        "intercept": round(float(fitted[-1]), 3),
+    }
+
+
+def paired_auroc(rows: list[dict], chosen: list[int], values: list) -> dict:
+    """The chance a wrong answer outscores a right one of about the same length (within PAIR_WORDS words or 20%),
+    over all such pairs of the chosen rows (ties count half)."""
+    wrong = [i for i in chosen if rows[i]["label"] == 1 and values[i] is not None]
+    right = [i for i in chosen if rows[i]["label"] == 0 and values[i] is not None]
+    wins, pairs = 0.0, 0
+    for i in wrong:
+        n = len(rows[i]["text"].split())
+        for j in right:
+            m = len(rows[j]["text"].split())
+            if abs(n - m) <= max(PAIR_WORDS, 0.2 * max(n, m)):
+                pairs += 1
+                wins += 1.0 if values[i] > values[j] else 0.5 if values[i] == values[j] else 0.0
+    return {"auroc": round(wins / pairs, 4) if pairs else None, "pairs": pairs}
+
+
+def variant_figures(answers: list[dict], held_out_ids: list[str], questions: dict, detector, retriever) -> dict:
+    """Per variant over the held-out evals (test and val): the share of answers flagged beside mean token F1."""
+    held_out = [a for a in answers if not a["error"] and a["qa_id"] in questions and a["eval_id"] in held_out_ids]
+    checks = check_answers(detector, held_out, retriever)
+    figures = {}
+    for variant in VARIANTS:
+        mine = [(a, c) for a, c in zip(held_out, checks) if a["variant"] == variant]
+        if mine:
+            f1 = [token_f1(a["text"], questions[a["qa_id"]]["answer"]) for a, _ in mine]
+            figures[variant] = {
+                "answers": len(mine),
+                "flag_rate": round(sum(c.flagged for _, c in mine) / len(mine), 4),
+                "mean_token_f1": round(sum(f1) / len(f1), 4),
+            }
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--parts", default=",".join(PARTS), help="labelled, real_answers or both")
+    parser.add_argument("--parts", default=",".join(PARTS), help="labelled, real or both")
     parser.add_argument("--limit", type=int, help="only the first N rows of each half and N test questions")
     parser.add_argument("--home", type=Path, help="a workspace with the demo prepared and indexed (copied)")
     parser.add_argument("--finetune-steps", type=int, help="steps when an adapter must be trained")
+    parser.add_argument("--fit", action="store_true", help="refit the detector's weights on the real fit half")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if not parts <= set(PARTS):
@@ -330,9 +415,19 @@ def main() -> None:
         demo_workspace(home, config, args.home)
         if "labelled" in parts:
             figures |= labelled_figures(config, home, args.limit)
-        if "real_answers" in parts:
-            figures["real_answers"] = real_answers(config, home, args.limit, args.finetune_steps)
-            print("real_answers", figures["real_answers"], flush=True)
+        if "real" in parts:
+            figures["real"] = real_answers(config, home, args.limit, args.finetune_steps)
+            print("real", json.dumps(figures["real"], indent=1), flush=True)
+    fit_sets = [
+        f.pop("fit_set")
+        for f in (figures.get("with_context"), figures.get("without_context"), figures.get("real"))
+        if f
+    ]
+    if args.fit:
+        if len(fit_sets) < 3:
+            parser.error("--fit needs both parts: it fits on the real and the constructed fitting halves together")
+        figures["fitted"] = fit_weights(fit_sets)
+        print("fitted", figures["fitted"], "shipped", WEIGHTS, INTERCEPT, flush=True)
     record("hallucination", figures, parts=sorted(parts))
 
 

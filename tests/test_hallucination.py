@@ -14,8 +14,6 @@ from workbench.judge.hallucination import (
     DETECTORS,
     Item,
     Passage,
-    auroc,
-    average_precision,
     fit_threshold,
     make_detector,
     precision_recall,
@@ -115,6 +113,24 @@ def test_a_short_answer_that_is_the_wrong_entity_is_flagged(detector):
         assert not check_one(detector, right, context, question).flagged, right
 
 
+@pytest.mark.xfail(strict=True, reason="open: the claim's words are checked per sentence window, not who did what")
+def test_a_wrong_relation_between_names_the_evidence_holds_is_flagged(detector):
+    context = (
+        "The film Tide Lines was directed by Ana Costa in 1998. Its music was written by Rui Nunes, who later "
+        "directed Salt Roads. Ana Costa is Portuguese; Rui Nunes is Brazilian."
+    )
+    question = "Who directed Tide Lines?"
+    for wrong in ("Tide Lines was directed by Rui Nunes.", "Ana Costa is Brazilian."):
+        assert check_one(detector, wrong, context, question).flagged, wrong
+    for right in ("Tide Lines was directed by Ana Costa.", "Ana Costa.", "Rui Nunes is Brazilian."):
+        assert not check_one(detector, right, context, question).flagged, right
+
+
+def test_a_question_in_an_answer_is_not_a_claim(detector):
+    verdict = check_one(detector, "You can return hardware within 45 days. Question: what does Lenhollow charge?")
+    assert [c.score for c in verdict.claims][1] == 0 and not verdict.flagged
+
+
 def test_abstentions_are_not_hallucinations(detector):
     assert is_abstention("The documentation does not contain this information.")
     assert not is_abstention("Refunds take 10 working days.")
@@ -151,11 +167,6 @@ def test_nli_detector_runs_a_local_cross_encoder(tmp_path):
 
 def test_metrics_on_known_cases():
     labels = [0, 0, 1, 1]
-    assert auroc([0.1, 0.2, 0.8, 0.9], labels) == 1.0
-    assert auroc([0.9, 0.8, 0.2, 0.1], labels) == 0.0
-    assert auroc([0.5] * 4, labels) == 0.5
-    assert auroc([0.1, 0.4, 0.35, 0.8], labels) == 0.75
-    assert average_precision([0.1, 0.4, 0.35, 0.8], labels) == pytest.approx((1 + 2 / 3) / 2)
     assert precision_recall([0.1, 0.4, 0.35, 0.8], labels, 0.35) == (2 / 3, 1.0)
     assert fit_threshold([0.1, 0.4, 0.35, 0.8], labels) == 0.35
 

@@ -185,7 +185,7 @@ def test_columns_render_model_and_corpus_text_inert_and_name_the_variant_only_wh
     assert "${" not in page and "{{" not in page  # nor Gradio template syntax
     assert page.count("&lt;script&gt;") == 6  # text, question, history (2), source, evidence
     assert (
-        'title="claim 1: score 0.90, likely unsupported"' in page
+        'title="claim 1: likely unsupported, score 0.90"' in page
         and "Token F1 0.25" in page
         and "embedding" not in page  # a judge that could not score is left out
     )

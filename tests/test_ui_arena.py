@@ -114,8 +114,23 @@ def test_only_as_many_columns_and_rating_controls_as_chosen_variants_show():
 
 
 def _claim(text: str, score: float, *evidence: tuple[str, str, float]) -> dict:
-    passages = [{"chunk_id": chunk_id, "text": passage, "score": sim} for chunk_id, passage, sim in evidence]
+    passages = [
+        {"chunk_id": chunk_id, "text": passage, "score": sim, "sentence": passage.split(". ")[0]}
+        for chunk_id, passage, sim in evidence
+    ]
     return {"text": text, "score": score, "supported": score < 0.7, "evidence": passages}
+
+
+def test_the_tint_is_the_verdict_and_a_cut_answer_is_marked_and_tinted():
+    # A supported claim with a middling score used to show pink while the list called it supported.
+    claims = [_claim("It is 30 days.", 0.65, ("p#0", "It is 30 days. Other.", 0.9)), _claim("It costs €9.", 0.8)]
+    page = column_html(Column("A", "It is 30 days. It costs €9", done=True, finish_reason="length", claims=claims))
+    answer = page.split('<div class="wb-answer">')[1].split("</div>")[0]
+    assert answer.count("wb-flag") == 1 and "It costs €9</span>" in answer.split("wb-flag")[1]
+    assert "background" not in answer.split("wb-flag")[0]  # the supported claim is not tinted at all
+    assert "[cut]" in answer and "cut at the token limit" in page
+    assert "closest: “It is 30 days”" in page  # each claim quotes the sentence it was checked against
+    assert "Red</span>: a claim likely unsupported" in legend_html()
 
 
 def test_claims_list_each_evidence_passage_once_and_cite_it_by_number():

@@ -208,9 +208,10 @@ class ChatConfig(_Section):
 class HallucinationConfig(_Section):
     detector: str = "evidence"
     """Claim checker: `evidence` (offline: embedding similarity and checkable facts) or `nli` (needs `nli_model`)."""
-    threshold: float = Field(0.7, ge=0, le=1)
-    """A claim or answer scoring at least this is flagged as unsupported. Fitted for F1 by bench/hallucination.py on
-    the demo labelled set's calibration half, checked against the index; the same with the gold context."""
+    threshold: float = Field(0.5, ge=0, le=1)
+    """A claim or answer scoring at least this is flagged as unsupported; the tint in the arena is this verdict. The
+    score's model is fitted with both classes weighing the same, so 0.5 is where a claim is as likely one as the
+    other (bench/hallucination.py reports precision and recall there)."""
     aggregate: Literal["max", "noisy_or"] = "max"
     """An answer's score from its claims': the worst claim, or the chance that any claim is unsupported."""
     retrieve_k: int = Field(3, ge=1)

@@ -25,7 +25,8 @@ CSS = """
 .wb-col details pre { white-space: pre-wrap; font-size: 0.9em; max-height: 16em; overflow: auto; }
 .wb-refs, .wb-rank { color: var(--body-text-color-subdued); font-size: 0.9em; }
 .wb-legend { font-size: 0.9em; }
-.wb-scale { display: inline-block; width: 6em; height: 0.9em; vertical-align: middle; border-radius: 3px; }
+.wb-cut { color: var(--body-text-color-subdued); }
+.wb-quote { color: var(--body-text-color-subdued); font-size: 0.9em; margin-left: 1em; }
 .wb-bad { color: #b42318; }
 .wb-ok { color: #067647; }
 .wb-table { border-collapse: collapse; width: 100%; }
@@ -57,6 +58,8 @@ def column_html(
         parts.append(f'<div class="wb-q">{esc(question)}</div>')
     text = _highlighted(column.text, column.claims) if column.claims else esc(column.text)
     cursor = "" if column.done or not question else " ▌"
+    if column.finish_reason == "length":  # the claims of a cut answer are checked all the same
+        cursor = ' <span class="wb-cut" title="the answer reached the token limit">… [cut]</span>'
     parts.append(f'<div class="wb-answer">{text}{cursor}</div>')
     if column.done:
         parts.append(f'<div class="wb-meta">{_meta(column)}</div>')
@@ -111,40 +114,48 @@ def _score(score: float | None) -> str:
     return "n/a" if score is None else f"{score:.2f}"
 
 
-def _colour(score: float) -> str:
-    """Background for a claim: clear when supported, up to a strong red as the score nears 1."""
-    return f"rgba(220, 38, 38, {0.08 + 0.5 * max(0.0, min(1.0, score)):.2f})"
+UNSUPPORTED_TINT = "rgba(220, 38, 38, 0.35)"
+"""The one tint: a claim the detector found likely unsupported. Supported claims stay clear, so what is red is
+exactly what the claim list calls unsupported (the threshold is the detector's, `hallucination.threshold`)."""
+
+
+def _claim_span(claim: dict, number: int, text: str) -> str:
+    verdict = "supported" if claim["supported"] else "likely unsupported"
+    tip = f"claim {number}: {verdict}, score {claim['score']:.2f}"
+    style = "" if claim["supported"] else f' style="background:{UNSUPPORTED_TINT}"'
+    return (
+        f'<span class="wb-claim{"" if claim["supported"] else " wb-flag"}"{style} title="{esc(tip)}">{esc(text)}</span>'
+    )
 
 
 def _highlighted(text: str, claims: list[dict]) -> str:
-    """The answer with each claim's span tinted by its score (claims are found in order, spacing ignored)."""
+    """The answer with each claim's span marked by its verdict (claims are found in order, spacing ignored; a
+    claim's closing full stop may be missing from the text, as when the answer was cut at the token limit)."""
     out, at = [], 0
     for number, claim in enumerate(claims, 1):
         words = claim["text"].split()
         if not words:
             continue
-        found = re.compile(r"\s+".join(map(re.escape, words))).search(text, at)
+        pattern = r"\s+".join(map(re.escape, words))
+        if pattern.endswith(r"\."):
+            pattern = pattern[:-2] + r"\.?"
+        found = re.compile(pattern).search(text, at)
         if not found:
             continue
         out.append(esc(text[at : found.start()]))
-        tip = (
-            f"claim {number}: score {claim['score']:.2f}, {'supported' if claim['supported'] else 'likely unsupported'}"
-        )
-        out.append(
-            f'<span class="wb-claim" style="background:{_colour(claim["score"])}" title="{esc(tip)}">'
-            f"{esc(found.group(0))}</span>"
-        )
+        out.append(_claim_span(claim, number, found.group(0)))
         at = found.end()
     out.append(esc(text[at:]))
     return "".join(out)
 
 
 def _claims(claims: list[dict]) -> str:
-    """The claims, each citing its evidence by number: every distinct evidence passage is listed once, below them."""
+    """The claims, each quoting the evidence sentence closest to it and citing its passage by number: every
+    distinct evidence passage is listed once per answer, below them."""
     flagged = sum(not c["supported"] for c in claims)
     numbers: dict[str, int] = {}  # chunk id -> passage number, in order of first citation
     passages, items = [], []
-    for claim in claims:
+    for number, claim in enumerate(claims, 1):
         cited = []
         for evidence in claim.get("evidence", []):
             key = str(evidence.get("chunk_id") or evidence.get("text", ""))
@@ -155,9 +166,11 @@ def _claims(claims: list[dict]) -> str:
             cited.append(f"[{numbers[key]}] {_score(evidence.get('score'))}")
         verdict, css = ("supported", "wb-ok") if claim["supported"] else ("likely unsupported", "wb-bad")
         refs = f' <span class="wb-refs" title="{EVIDENCE_TIP}">evidence {", ".join(cited)}</span>' if cited else ""
+        closest = next((e.get("sentence") for e in claim.get("evidence", []) if e.get("sentence")), None)
+        quote = f'<div class="wb-quote">closest: “{esc(closest)}”</div>' if closest else ""
         items.append(
-            f'<li><span class="wb-claim" style="background:{_colour(claim["score"])}">{esc(claim["text"])}</span> '
-            f'<span class="{css}">{verdict}, score {claim["score"]:.2f}</span>{refs}</li>'
+            f"<li>{_claim_span(claim, number, claim['text'])} "
+            f'<span class="{css}">{verdict}, score {claim["score"]:.2f}</span>{refs}{quote}</li>'
         )
     listed = (
         f'<details class="wb-evidence"><summary>Evidence passages ({len(passages)})</summary>'
@@ -186,12 +199,11 @@ def _ordinal(n: int) -> str:
 
 
 def legend_html() -> str:
-    """What the tints on the answers mean: one legend above the columns."""
-    scale = f"linear-gradient(to right, {_colour(0.0)}, {_colour(1.0)})"
+    """What the marks on the answers mean: one legend above the columns, the same verdict the claim lists give."""
     return (
-        f'<div class="wb-legend">Highlighted claims: supported <span class="wb-scale" style="background:{scale}">'
-        "</span> likely unsupported by the sources or the corpus. Hover a claim for its score; open "
-        "<i>Claims</i> for its evidence.</div>"
+        f'<div class="wb-legend"><span class="wb-claim" style="background:{UNSUPPORTED_TINT}">Red</span>: a claim '
+        "likely unsupported by the sources or the corpus; unmarked text is supported or states nothing checkable. "
+        "Hover a claim for its score; open <i>Claims</i> for the evidence sentence each one was checked against.</div>"
     )
 
 
