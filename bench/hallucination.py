@@ -54,6 +54,7 @@ from workbench.eval import run_eval
 from workbench.finetune import finetune
 from workbench.judge.answer_labels import real_answer_set
 from workbench.judge.hallucination import (
+    AGGREGATIONS,
     INTERCEPT,
     WEIGHTS,
     Item,
@@ -109,7 +110,7 @@ def score_rows(detector, rows: list[dict], contexts: list | None) -> tuple[dict[
     checks = [c for start in range(0, len(items), 16) for c in detector.check(items[start : start + 16])]
     seconds = time.perf_counter() - started
     claim_scores = [[claim.score for claim in check.claims] for check in checks]
-    scores = {how: [aggregate(s, how) for s in claim_scores] for how in ("max", "noisy_or")}
+    scores = {how: [aggregate(s, how) for s in claim_scores] for how in AGGREGATIONS}
     return scores, seconds, [answer_features(check) for check in checks]
 
 
@@ -130,28 +131,27 @@ def gold_contexts(rows: list[dict], retriever: Retriever) -> list[list[Passage]]
 
 
 def setting_figures(detector, calibration: list[dict], evaluation: list[dict], contexts) -> dict:
+    """The detector as configured (aggregation, threshold) on the evaluation half; every aggregation's AUROC on
+    both halves, so the configured choice can be checked against the calibration half it was made on."""
     labels = {part: [r["label"] for r in rows] for part, rows in (("cal", calibration), ("eval", evaluation))}
     cal_scores, _, cal_features = score_rows(detector, calibration, contexts["cal"] if contexts else None)
-    by_how = {how: float(roc_auc_score(labels["cal"], s)) for how, s in cal_scores.items()}
-    how = max(by_how, key=by_how.get)
-    threshold = fit_threshold(cal_scores[how], labels["cal"])
     eval_scores, seconds, _ = score_rows(detector, evaluation, contexts["eval"] if contexts else None)
+    how, threshold = detector.settings.aggregate, detector.settings.threshold
     figures = {
         "aggregation": how,
-        "calibration_auroc": {k: round(v, 4) for k, v in by_how.items()},
+        "auroc_by_aggregation": {
+            other: {
+                "calibration": round(float(roc_auc_score(labels["cal"], cal_scores[other])), 4),
+                "evaluation": round(float(roc_auc_score(labels["eval"], eval_scores[other])), 4),
+            }
+            for other in AGGREGATIONS
+        },
         "detector": measures(eval_scores[how], labels["eval"], threshold),
-        "other_aggregation": measures(
-            eval_scores[other(how)], labels["eval"], fit_threshold(cal_scores[other(how)], labels["cal"])
-        ),
         "answers_per_s": round(len(evaluation) / seconds, 1),
     }
     figures["by_kind_recall"] = recall_by_kind(evaluation, eval_scores[how], threshold)
     figures["fit_set"] = (cal_features, labels["cal"])  # for --fit; not recorded
     return figures
-
-
-def other(how: str) -> str:
-    return "noisy_or" if how == "max" else "max"
 
 
 def recall_by_kind(rows: list[dict], scores: list[float], threshold: float) -> dict:
@@ -297,6 +297,7 @@ def real_answer_figures(rows: list[dict], checks: list, retriever: Retriever, th
     chunk_texts = {chunk.id: chunk.text for chunk in retriever.chunks}
     shown = {r["qa_id"]: r["chunk_ids"] for r in rows if r["chunk_ids"]}  # the question's top retrieved chunks
     rng = random.Random(SEED)
+    claims = [[claim.score for claim in check.claims] for check in checks]
     scores = {
         "detector": [check.score for check in checks],
         "length_words": [len(r["text"].split()) for r in rows],
@@ -320,6 +321,15 @@ def real_answer_figures(rows: list[dict], checks: list, retriever: Retriever, th
             )
         }
         figures[name]["length_matched"] = paired_auroc(rows, evaluation, values)
+    figures["detector"]["auroc_by_aggregation"] = {
+        how: {
+            half: round(
+                float(roc_auc_score([labels[i] for i in chosen], [aggregate(claims[i], how) for i in chosen])), 4
+            )
+            for half, chosen in (("fit", fit_rows), ("evaluation", evaluation))
+        }
+        for how in AGGREGATIONS
+    }
     figures["detector"]["fit_half_best_threshold"] = round(
         fit_threshold([scores["detector"][i] for i in fit_rows], [labels[i] for i in fit_rows]), 4
     )

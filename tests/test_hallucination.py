@@ -12,6 +12,7 @@ from workbench.judge.claims import split_claims
 from workbench.judge.facts import name_in
 from workbench.judge.hallucination import (
     DETECTORS,
+    WEIGHTS,
     Item,
     Passage,
     fit_threshold,
@@ -80,10 +81,14 @@ def test_supported_missing_and_contradicted_claims_score_in_that_order(detector)
     assert claim.to_dict().keys() == {"text", "score", "supported", "evidence"} and not claim.supported
 
 
-def test_one_wrong_clause_flags_the_answer_and_only_that_claim(detector):
-    verdict = check_one(detector, "Opened items carry a 12% restocking fee and store credit is valid for 36 months.")
+def test_one_wrong_clause_flags_only_that_claim_and_weighs_on_the_answer_by_how_much_it_says(detector):
+    answer = "Opened items carry a 12% restocking fee and store credit is valid for 36 months."
+    verdict = check_one(detector, answer)
     assert [c.supported for c in verdict.claims] == [True, False]
-    assert verdict.flagged
+    right, wrong = (c.score for c in verdict.claims)
+    assert verdict.score == pytest.approx((right + wrong) / 2)  # the default `mean`: half of what it says
+    strict = make_detector(Config.model_validate({"hallucination": {"aggregate": "max"}}))
+    assert check_one(strict, answer).flagged and check_one(strict, answer).score == wrong
 
 
 def test_each_answer_in_a_batch_is_checked_against_its_own_context(detector):
@@ -221,6 +226,8 @@ def test_calibration_never_sees_the_evaluation_half(labelled):
     class Scripted:
         """Scores true answers low on the calibration half and everything high on the evaluation half."""
 
+        settings = Config().hallucination
+
         def check(self, items):
             from workbench.judge.hallucination import Check, ClaimCheck
 
@@ -231,11 +238,16 @@ def test_calibration_never_sees_the_evaluation_half(labelled):
                     r for r in calibration + evaluation if (r["question"], r["answer"]) == (item.question, item.answer)
                 )
                 score = 0.9 if row["half"] == "evaluation" or row["label"] else 0.2
-                out.append(Check(score, False, [ClaimCheck(item.answer, score, False)]))
+                features = dict.fromkeys(WEIGHTS, 0.0) | {"weak": float(row["half"] == "calibration")}
+                out.append(Check(score, False, [ClaimCheck(item.answer, score, False, [], features)]))
             return out
 
     figures = setting_figures(Scripted(), calibration, evaluation, None)
-    assert figures["detector"]["threshold"] == 0.9, "fitted on the calibration half alone"
+    by_how = figures["auroc_by_aggregation"]["mean"]
+    assert by_how == {"calibration": 1.0, "evaluation": 0.5} and figures["aggregation"] == "mean"
+    features, labels = figures["fit_set"]  # what --fit may learn from: the calibration half alone
+    assert labels == [r["label"] for r in calibration] and all(f[0] == 1.0 for f in features)
+    assert figures["detector"]["threshold"] == Config().hallucination.threshold
     assert figures["detector"]["precision"] == pytest.approx(sum(r["label"] for r in evaluation) / len(evaluation))
     assert len(seen) == len(calibration) + len(evaluation)
 

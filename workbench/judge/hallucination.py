@@ -83,10 +83,16 @@ class Check:
     claims: list[ClaimCheck]
 
 
+AGGREGATIONS = ("mean", "max", "noisy_or")
+
+
 def aggregate(scores: list[float], how: str) -> float:
-    """An answer's score from its claims': the worst claim (`max`) or the chance any is unsupported (`noisy_or`)."""
+    """An answer's score from its claims': how much of it is unsupported (`mean`), its worst claim (`max`), or the
+    chance that any claim is unsupported (`noisy_or`)."""
     if not scores:
         return 0.0
+    if how == "mean":
+        return float(np.mean(scores))
     if how == "max":
         return max(scores)
     return 1.0 - float(np.prod([1.0 - s for s in scores]))
