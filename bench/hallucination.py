@@ -1,34 +1,31 @@
-"""Hallucination detector figures on the demo: on its labelled set (true reference answers against corrupted
-ones) and on real answers of the four variants.
+"""Hallucination detector figures on the demo: on real answers of its variants and on a constructed labelled set.
 
-Labelled set (part `labelled`). The set (workbench/judge/labelled.py) is split by QA pair into a calibration half
-and an evaluation half. On the calibration half only, the answer aggregation (max or noisy-or over claims) is chosen
-by AUROC and the flagging threshold fitted for F1; on the evaluation half, AUROC, AUC-PR (average precision, next
-to the base rate) and precision / recall at that threshold are reported, in two settings:
-- with context: the detector is given the gold documents' chunks (unanswerable questions: the top 3 retrieved
-  chunks, as a RAG variant would see), and no index;
-- without context: evidence comes from index retrieval only (how base and fine-tuned answers are checked).
-Baselines are scored the same way: answer length in words, the mean negative log-probability of the answer's
-tokens under the local chat model given the question, and a seeded random score. Throughput is judged answers
-per second over the evaluation half (models loaded beforehand).
+Real answers (part `real`). `workbench eval` answers the demo's test and val questions with base, ft, rag and
+ft_rag, and the train questions with base and rag (configs/default.yaml; the workspace's ft adapter, trained with
+the config's `finetune` when it has none). Each answer is labelled by `workbench/judge/answer_labels.py`'s rule
+(hallucinated, right, or left out) and split by question into a fit half and an evaluation half. On the evaluation
+half, each scorer's AUROC and AUC-PR, overall, for RAG and closed-book answers apart, and inside length-matched
+pairs (a wrong and a right answer within PAIR_WORDS words or 20%):
+- `detector`: the configured detector as eval runs it (each answer checked against the chunks it was shown, or the
+  index); precision and recall of its own flag (an answer with a likely unsupported claim); every aggregation's
+  AUROC on both halves;
+- `missing_content_words`: the share of the answer's content words found in none of its sources (a closed-book
+  answer: the question's top retrieved chunks); `length_words`; `random` (thresholds fitted on the fit half).
+`by_variant`: per variant on test and val, the share of answers flagged beside mean token F1.
 
-Real answers (part `real_answers`). `workbench eval` answers the demo's test split with base, ft, rag and ft_rag
-(configs/default.yaml; the workspace's ft adapter, trained with the config's `finetune` when it has none) and
-scores each answer as the arena does: the `token_f1` judge, and the detector's claims checked against the sources
-a RAG answer was shown or, for a closed-book answer, against the index. From the stored rows, an answer is wrong
-(label 1) at token F1 below 0.2 and right (label 0) at 0.5 or above; the answers between are left out. Each score
-below is measured by AUROC over the labelled answers, all together and for RAG and closed-book answers apart
-(nothing is fitted here):
-- `detector`: the answer's highest claim score; answers without claims (empty or failed ones) are left out and
-  counted. `flag_rate`: the share of checked answers with an unsupported claim, of wrong and of right answers;
-- `length_words`: the answer's length in words;
-- `missing_content_words`: the share of the answer's distinct content words (token F1's words less
-  scikit-learn's English stop words) found in none of its sources; a closed-book answer is compared with the
-  sources the RAG variants were shown for the same question (the question's top retrieved chunks).
-Usage: python bench/hallucination.py [--parts labelled,real_answers] [--limit N (first N rows of each half and
-       first N test questions: a quick look)] [--home DIR (a workspace with the demo prepared and indexed, copied;
-       its adapter is reused)] [--finetune-steps N (when an adapter is trained; default: the config's)].
-       Parts not run keep their figures from an earlier run.
+Constructed set (part `labelled`, workbench/judge/labelled.py): reference answers against copies with a swapped
+number, a swapped name or an invented sentence, split by QA pair into a calibration half and an evaluation half;
+the configured detector measured on the evaluation half with the gold context, and with index retrieval only
+(throughput in answers per second, models loaded beforehand), beside answer length, the local model's mean token
+negative log-probability and random.
+
+`--fit` refits the claim score's weights (WEIGHTS, INTERCEPT in workbench/judge/hallucination.py) on the fit and
+calibration halves of both sets together and prints them beside the shipped ones; nothing from the evaluation
+halves is used.
+Usage: python bench/hallucination.py [--parts labelled,real] [--limit N (first N rows of each half and N questions
+       per split: a quick look)] [--home DIR (a workspace with the demo prepared and indexed, copied; its adapter
+       is reused)] [--work DIR (keep the workspace between runs: answers already stored are not generated again)]
+       [--finetune-steps N (when an adapter is trained)] [--fit]. Parts not run keep earlier figures.
 """
 
 from __future__ import annotations
@@ -53,13 +50,12 @@ from workbench.data.prepare import prepare
 from workbench.eval import run_eval
 from workbench.finetune import finetune
 from workbench.judge.answer_labels import real_answer_set
+from workbench.judge.claims import AGGREGATIONS, aggregate
 from workbench.judge.hallucination import (
-    AGGREGATIONS,
     INTERCEPT,
     WEIGHTS,
     Item,
     Passage,
-    aggregate,
     content_words,
     fit_threshold,
     make_detector,
@@ -84,14 +80,18 @@ PAIR_WORDS = 2
 """Length-matched pairs: a wrong and a right answer within this many words (or 20%) of each other."""
 
 
-def measures(scores: list[float], labels: list[int], threshold: float) -> dict:
-    """AUROC, AUC-PR (average precision) and precision / recall of flagging `score >= threshold`; answers
-    without a score are left out and counted."""
-    kept = [(s, y) for s, y in zip(scores, labels) if s is not None]
-    scores, labels = [s for s, _ in kept], [y for _, y in kept]
+def measures(scores: list[float], labels: list[int], threshold: float | None, flags: list[bool] | None = None) -> dict:
+    """AUROC, AUC-PR (average precision), and precision / recall of flagging: `score >= threshold`, or for the
+    detector its own flags (an answer with a likely unsupported claim). Answers without a score are left out and
+    counted."""
+    kept = [(s, y, f) for s, y, f in zip(scores, labels, flags or [None] * len(scores)) if s is not None]
+    scores, labels = [s for s, _, _ in kept], [y for _, y, _ in kept]
     if not 0 < sum(labels) < len(labels):
         return {"answers": len(labels), "wrong": sum(labels), "auroc": None}
-    precision, recall = precision_recall(scores, labels, threshold)
+    if flags is None:
+        precision, recall = precision_recall(scores, labels, threshold)
+    else:
+        precision, recall = precision_recall([float(f) for _, _, f in kept], labels, 1.0)
     return {
         "answers": len(labels),
         "wrong": sum(labels),
@@ -99,19 +99,20 @@ def measures(scores: list[float], labels: list[int], threshold: float) -> dict:
         "auc_pr": round(float(average_precision_score(labels, scores)), 4),
         "precision": round(precision, 4),
         "recall": round(recall, 4),
-        "threshold": round(threshold, 4),
+        "threshold": round(threshold, 4) if threshold is not None else "any claim flagged",
     }
 
 
-def score_rows(detector, rows: list[dict], contexts: list | None) -> tuple[dict[str, list[float]], float, list]:
-    """Per aggregation, each row's score; the seconds the detector took; each row's signals (`answer_features`)."""
+def score_rows(detector, rows: list[dict], contexts: list | None) -> tuple[dict[str, list[float]], float, list, list]:
+    """Per aggregation, each row's score; the seconds the detector took; each row's signals (`answer_features`);
+    whether each row was flagged."""
     items = [Item(r["question"], r["answer"], contexts[i] if contexts else None) for i, r in enumerate(rows)]
     started = time.perf_counter()
     checks = [c for start in range(0, len(items), 16) for c in detector.check(items[start : start + 16])]
     seconds = time.perf_counter() - started
     claim_scores = [[claim.score for claim in check.claims] for check in checks]
     scores = {how: [aggregate(s, how) for s in claim_scores] for how in AGGREGATIONS}
-    return scores, seconds, [answer_features(check) for check in checks]
+    return scores, seconds, [answer_features(check) for check in checks], [check.flagged for check in checks]
 
 
 def gold_contexts(rows: list[dict], retriever: Retriever) -> list[list[Passage]]:
@@ -134,9 +135,9 @@ def setting_figures(detector, calibration: list[dict], evaluation: list[dict], c
     """The detector as configured (aggregation, threshold) on the evaluation half; every aggregation's AUROC on
     both halves, so the configured choice can be checked against the calibration half it was made on."""
     labels = {part: [r["label"] for r in rows] for part, rows in (("cal", calibration), ("eval", evaluation))}
-    cal_scores, _, cal_features = score_rows(detector, calibration, contexts["cal"] if contexts else None)
-    eval_scores, seconds, _ = score_rows(detector, evaluation, contexts["eval"] if contexts else None)
-    how, threshold = detector.settings.aggregate, detector.settings.threshold
+    cal_scores, _, cal_features, _ = score_rows(detector, calibration, contexts["cal"] if contexts else None)
+    eval_scores, seconds, _, eval_flags = score_rows(detector, evaluation, contexts["eval"] if contexts else None)
+    how = detector.settings.aggregate
     figures = {
         "aggregation": how,
         "auroc_by_aggregation": {
@@ -146,21 +147,21 @@ def setting_figures(detector, calibration: list[dict], evaluation: list[dict], c
             }
             for other in AGGREGATIONS
         },
-        "detector": measures(eval_scores[how], labels["eval"], threshold),
+        "detector": measures(eval_scores[how], labels["eval"], None, eval_flags),
         "answers_per_s": round(len(evaluation) / seconds, 1),
     }
-    figures["by_kind_recall"] = recall_by_kind(evaluation, eval_scores[how], threshold)
+    figures["by_kind_recall"] = recall_by_kind(evaluation, eval_flags)
     figures["fit_set"] = (cal_features, labels["cal"])  # for --fit; not recorded
     return figures
 
 
-def recall_by_kind(rows: list[dict], scores: list[float], threshold: float) -> dict:
-    kinds = sorted({r["kind"] for r in rows})
+def recall_by_kind(rows: list[dict], flags: list[bool]) -> dict:
+    """The share of each kind of row the detector flagged (for `true`, the false-positive rate)."""
     result = {}
-    for kind in kinds:
-        chosen = [s for r, s in zip(rows, scores) if r["kind"] == kind]
-        result[kind] = round(sum(s >= threshold for s in chosen) / len(chosen), 4)
-    return result  # for `true` this is the false-positive rate
+    for kind in sorted({r["kind"] for r in rows}):
+        chosen = [f for r, f in zip(rows, flags) if r["kind"] == kind]
+        result[kind] = round(sum(chosen) / len(chosen), 4)
+    return result
 
 
 def answer_nll(rows: list[dict], config: Config, batch_size: int = 16) -> dict[str, float]:
@@ -255,7 +256,7 @@ def real_answers(config: Config, home: Path, limit: int | None, finetune_steps: 
     retriever = Retriever.load("demo", config, home)
     rows = real_answer_set([a for a in answers if not a["error"]], by_id, SEED)
     checks = check_answers(make_detector(config, retriever), rows, retriever)
-    figures = real_answer_figures(rows, checks, retriever, config.hallucination.threshold)
+    figures = real_answer_figures(rows, checks, retriever)
     figures["by_variant"] = variant_figures(answers, eval_ids[:2], by_id, make_detector(config, retriever), retriever)
     return {"evals": eval_ids} | figures
 
@@ -290,7 +291,7 @@ def missing_share(text: str, chunk_ids: list[str] | None, chunk_texts: dict[str,
     return len(words - source) / len(words)
 
 
-def real_answer_figures(rows: list[dict], checks: list, retriever: Retriever, threshold: float) -> dict:
+def real_answer_figures(rows: list[dict], checks: list, retriever: Retriever) -> dict:
     """Per scorer (the detector's answer score, answer length, content words missing from the sources, random):
     AUROC, AUC-PR and precision / recall on the evaluation half (baselines' thresholds fitted on the fit half),
     overall, for RAG and closed-book answers apart, and inside length-matched pairs."""
@@ -310,11 +311,14 @@ def real_answer_figures(rows: list[dict], checks: list, retriever: Retriever, th
     evaluation = [i for i, r in enumerate(rows) if r["half"] == "evaluation"]
     labels = [r["label"] for r in rows]
     figures: dict = {"rule": "workbench/judge/answer_labels.py", "labels": label_counts(rows)}
+    flags = [check.flagged for check in checks]
     for name, values in scores.items():
         fitted = [(values[i], labels[i]) for i in fit_rows if values[i] is not None]
-        cut = threshold if name == "detector" else fit_threshold([v for v, _ in fitted], [y for _, y in fitted])
-        figures[name] = measures([values[i] for i in evaluation], [labels[i] for i in evaluation], cut) | {
-            group: measures([values[i] for i in chosen], [labels[i] for i in chosen], cut)
+        cut = None if name == "detector" else fit_threshold([v for v, _ in fitted], [y for _, y in fitted])
+        flagged = flags if name == "detector" else None
+
+        figures[name] = measured(values, labels, cut, flagged, evaluation) | {
+            group: measured(values, labels, cut, flagged, chosen)
             for group, chosen in (
                 ("rag", [i for i in evaluation if rows[i]["chunk_ids"]]),
                 ("closed_book", [i for i in evaluation if not rows[i]["chunk_ids"]]),
@@ -330,11 +334,14 @@ def real_answer_figures(rows: list[dict], checks: list, retriever: Retriever, th
         }
         for how in AGGREGATIONS
     }
-    figures["detector"]["fit_half_best_threshold"] = round(
-        fit_threshold([scores["detector"][i] for i in fit_rows], [labels[i] for i in fit_rows]), 4
-    )
     figures["fit_set"] = ([answer_features(checks[i]) for i in fit_rows], [labels[i] for i in fit_rows])
     return figures
+
+
+def measured(values: list, labels: list[int], cut: float | None, flags: list[bool] | None, chosen: list[int]) -> dict:
+    """`measures` over the chosen rows."""
+    picked = [flags[i] for i in chosen] if flags else None
+    return measures([values[i] for i in chosen], [labels[i] for i in chosen], cut, picked)
 
 
 def label_counts(rows: list[dict]) -> dict:
@@ -413,7 +420,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N rows of each half and N test questions")
     parser.add_argument("--home", type=Path, help="a workspace with the demo prepared and indexed (copied)")
     parser.add_argument("--finetune-steps", type=int, help="steps when an adapter must be trained")
-    parser.add_argument("--fit", action="store_true", help="refit the detector's weights on the real fit half")
+    parser.add_argument("--fit", action="store_true", help="refit the detector's weights on both sets' fit halves")
+    parser.add_argument(
+        "--work", type=Path, help="keep the workspace here between runs (made when missing): stored answers are reused"
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     if not parts <= set(PARTS):
@@ -421,8 +431,9 @@ def main() -> None:
     config = load_config(ROOT / "configs" / "default.yaml")
     figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
-        demo_workspace(home, config, args.home)
+        home = args.work or Path(tmp)
+        if not (home / "runs" / "demo").is_dir():
+            demo_workspace(home, config, args.home)
         if "labelled" in parts:
             figures |= labelled_figures(config, home, args.limit)
         if "real" in parts:

@@ -239,7 +239,7 @@ def test_calibration_never_sees_the_evaluation_half(labelled):
                 )
                 score = 0.9 if row["half"] == "evaluation" or row["label"] else 0.2
                 features = dict.fromkeys(WEIGHTS, 0.0) | {"weak": float(row["half"] == "calibration")}
-                out.append(Check(score, False, [ClaimCheck(item.answer, score, False, [], features)]))
+                out.append(Check(score, score > 0.5, [ClaimCheck(item.answer, score, score <= 0.5, [], features)]))
             return out
 
     figures = setting_figures(Scripted(), calibration, evaluation, None)
@@ -247,8 +247,8 @@ def test_calibration_never_sees_the_evaluation_half(labelled):
     assert by_how == {"calibration": 1.0, "evaluation": 0.5} and figures["aggregation"] == "mean"
     features, labels = figures["fit_set"]  # what --fit may learn from: the calibration half alone
     assert labels == [r["label"] for r in calibration] and all(f[0] == 1.0 for f in features)
-    assert figures["detector"]["threshold"] == Config().hallucination.threshold
-    assert figures["detector"]["precision"] == pytest.approx(sum(r["label"] for r in evaluation) / len(evaluation))
+    assert figures["detector"]["threshold"] == "any claim flagged"  # precision and recall of its own flag
+    assert figures["detector"]["recall"] == 1.0 and figures["detector"]["precision"] == pytest.approx(sum(r["label"] for r in evaluation) / len(evaluation))
     assert len(seen) == len(calibration) + len(evaluation)
 
 

@@ -1,4 +1,4 @@
-"""Claims: what a hallucination detector checks one by one in an answer.
+"""Claims: what a hallucination detector checks one by one in an answer, and how their scores make the answer's.
 
 An answer is split into sentences, and a sentence into clauses joined by ";" or "and" when each clause carries its own
 checkable fact (`facts.extract_facts`), so one wrong figure flags its own clause rather than a whole paragraph.
@@ -7,6 +7,8 @@ checkable fact (`facts.extract_facts`), so one wrong figure flags its own clause
 from __future__ import annotations
 
 import re
+
+import numpy as np
 
 from workbench.judge.facts import extract_facts
 
@@ -70,3 +72,18 @@ def _split_clauses(sentence: str) -> list[str]:
 
 def _states_fact(clause: str) -> bool:
     return len(clause.split()) >= 4 and bool(extract_facts(clause))
+
+
+AGGREGATIONS = ("mean", "max", "noisy_or")
+
+
+def aggregate(scores: list[float], how: str) -> float:
+    """An answer's score from its claims': how much of it is unsupported (`mean`), its worst claim (`max`), or the
+    chance that any claim is unsupported (`noisy_or`)."""
+    if not scores:
+        return 0.0
+    if how == "mean":
+        return float(np.mean(scores))
+    if how == "max":
+        return max(scores)
+    return 1.0 - float(np.prod([1.0 - s for s in scores]))

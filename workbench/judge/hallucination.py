@@ -19,7 +19,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
-from workbench.judge.claims import split_claims, split_sentences
+from workbench.judge.claims import aggregate, split_claims, split_sentences
 from workbench.judge.facts import contradicts, extract_facts, facts_agree, name_in
 from workbench.judge.reference import is_abstention
 from workbench.models import ModelNotAvailable
@@ -76,26 +76,12 @@ class ClaimCheck:
 
 @dataclass
 class Check:
-    """An answer's verdict: its claims and their aggregate `score`; `flagged` when it reaches the threshold."""
+    """An answer's verdict: its claims and their aggregate `score` (for ranking answers); `flagged` when any claim is
+    likely unsupported, the same verdict the arena's red and the report's flag rates show."""
 
     score: float
     flagged: bool
     claims: list[ClaimCheck]
-
-
-AGGREGATIONS = ("mean", "max", "noisy_or")
-
-
-def aggregate(scores: list[float], how: str) -> float:
-    """An answer's score from its claims': how much of it is unsupported (`mean`), its worst claim (`max`), or the
-    chance that any claim is unsupported (`noisy_or`)."""
-    if not scores:
-        return 0.0
-    if how == "mean":
-        return float(np.mean(scores))
-    if how == "max":
-        return max(scores)
-    return 1.0 - float(np.prod([1.0 - s for s in scores]))
 
 
 class EvidenceDetector:
@@ -146,7 +132,7 @@ class EvidenceDetector:
     def _check(self, item: Item, texts: list[str], pool: list[Passage], sentences: dict) -> Check:
         checks = [self._check_claim(text, item.question, pool, sentences) for text in texts]
         score = aggregate([c.score for c in checks], self.settings.aggregate)
-        return Check(score, score >= self.settings.threshold, checks)
+        return Check(score, any(not c.supported for c in checks), checks)
 
     def _check_claim(self, claim: str, question: str, pool: list[Passage], sentences: dict) -> ClaimCheck:
         if is_abstention(claim, question) or claim.rstrip().endswith("?"):  # a question asserts nothing

@@ -10,6 +10,7 @@ from collections import defaultdict
 
 from sklearn.metrics import roc_auc_score
 
+from workbench.judge.claims import aggregate
 from workbench.report.agreement import cohen_kappa, spearman
 from workbench.report.quality import table, unanswerable_ids
 from workbench.report.stats import rate_interval
@@ -30,12 +31,13 @@ def flag_rates(answers: list[dict], claims: list[dict], confidence: float) -> di
     return {v: rate_interval(hits[v], counts[v], confidence) for v in counts}
 
 
-def answer_scores(claims: list[dict]) -> dict[str, float]:
-    """{answer id: its worst claim's score}: the detector's answer-level score."""
-    worst: dict[str, float] = {}
+def answer_scores(claims: list[dict], how: str) -> dict[str, float]:
+    """{answer id: its claims' scores aggregated `how` (`hallucination.aggregate`)}: the detector's answer score,
+    as `workbench check` gives it."""
+    by_answer: dict[str, list[float]] = defaultdict(list)
     for c in claims:
-        worst[c["answer_id"]] = max(worst.get(c["answer_id"], 0.0), c["score"])
-    return worst
+        by_answer[c["answer_id"]].append(c["score"])
+    return {answer_id: aggregate(scores, how) for answer_id, scores in by_answer.items()}
 
 
 def hallucination_section(rows) -> dict:
@@ -78,7 +80,7 @@ def _against_wrong_answers(rows) -> dict | None:
     metric = rows.config.report.metric
     scores = table(rows, metric)
     unanswerable = unanswerable_ids(rows)
-    detector = answer_scores(rows.eval_claims)
+    detector = answer_scores(rows.eval_claims, rows.config.hallucination.aggregate)
     wrong, flag_score, length = [], [], []
     for a in rows.eval_answers:
         score = scores.get(a["variant"], {}).get(a["qa_id"])
