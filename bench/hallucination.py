@@ -56,7 +56,6 @@ from workbench.judge.hallucination import (
     WEIGHTS,
     Item,
     Passage,
-    content_words,
     fit_threshold,
     make_detector,
     precision_recall,
@@ -65,7 +64,7 @@ from workbench.judge.labelled import build_labelled_set, load_documents, load_qu
 from workbench.records import read_split
 from workbench.retrieval.index import Retriever, build_index
 from workbench.store import Store
-from workbench.text_metrics import normalize, token_f1
+from workbench.text_metrics import content_words, normalize, token_f1
 from workbench.workspace import run_paths, write_jsonl_atomic
 
 ROOT = Path(__file__).resolve().parent.parent

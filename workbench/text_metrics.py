@@ -18,6 +18,13 @@ def normalize(text: str) -> list[str]:
     return _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split()
 
 
+def content_words(text: str) -> set[str]:
+    """The words that carry a text's content: the compared tokens less scikit-learn's English stop words."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # only where content words are needed
+
+    return {w for w in normalize(text) if w not in ENGLISH_STOP_WORDS}
+
+
 def token_f1(prediction: str, reference: str) -> float:
     """Harmonic mean of token precision and recall; 1.0 when both are empty."""
     predicted, expected = normalize(prediction), normalize(reference)

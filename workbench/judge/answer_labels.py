@@ -18,8 +18,8 @@ from __future__ import annotations
 import random
 
 from workbench.judge.facts import Coverage, extract_facts
-from workbench.judge.hallucination import content_words
 from workbench.judge.reference import is_abstention, is_unanswerable
+from workbench.text_metrics import content_words
 
 RIGHT_WORDS, WRONG_WORDS = 0.6, 0.2
 """For a reference without checkable facts: the share of its content words an answer must hold to be right, and

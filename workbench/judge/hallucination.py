@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
@@ -24,7 +23,7 @@ from workbench.judge.facts import contradicts, extract_facts, facts_agree, name_
 from workbench.judge.reference import is_abstention
 from workbench.models import ModelNotAvailable
 from workbench.retrieval.embedding import embed_corpus
-from workbench.text_metrics import normalize
+from workbench.text_metrics import content_words, normalize
 
 SIM_LOW, SIM_HIGH = 0.5, 0.7
 """Cosine to the best evidence sentence below SIM_LOW counts as no support (weakness 1), above SIM_HIGH as full."""
@@ -187,11 +186,6 @@ def signal_score(signals: Signals) -> float:
     """The chance the claim is unsupported, from the logistic model over its signals (WEIGHTS, INTERCEPT)."""
     z = INTERCEPT + sum(WEIGHTS[name] * value for name, value in signals.features().items())
     return float(1.0 / (1.0 + np.exp(-z)))
-
-
-def content_words(text: str) -> set[str]:
-    """The words that carry a text's content: token F1's words less scikit-learn's English stop words."""
-    return {w for w in normalize(text) if w not in ENGLISH_STOP_WORDS}
 
 
 def claim_signals(claim: str, question: str, best: list) -> Signals:
