@@ -2,11 +2,12 @@
 
 Evidence for a claim is what the answering system was shown (`context`) plus chunks retrieved from the run's index
 for the question and for the claim itself, so base and fine-tuned answers are checked against the same corpus as
-the RAG ones. The default `evidence` detector runs offline on the retrieval embedder: a claim is unsupported when no
-evidence sentence is close to it in meaning, when its checkable facts (numbers, dates, money, names, codes) are
-missing from the best evidence, and most of all when the evidence states the same quantity with another value.
-The `nli` detector replaces that score with an entailment cross-encoder loaded from a local folder.
-Calibration (a threshold fitted on one labelled half) and the ranking metrics used to report it live here too.
+the RAG ones. The default `evidence` detector runs offline on the retrieval embedder and scores a claim by a
+logistic model over four signals: no evidence sentence close to it in meaning, a checkable fact (number, date,
+money, name, code, link) missing from the best evidence, the evidence stating the same quantity with another value,
+and the share of its content words missing from the sentences closest to it. The `nli` detector replaces that score
+with an entailment cross-encoder loaded from a local folder. Threshold fitting and precision / recall for the
+benchmark live here too.
 """
 
 from __future__ import annotations
