@@ -33,8 +33,8 @@ SUPPORT_SENTENCES = 3
 that would support it. Words found only elsewhere in the evidence (another product's row, another year) do not."""
 CONTRADICTION_SENTENCES = 2
 """A different value counts against a claim only in its closest evidence sentences, where the subject is the same."""
-WEIGHTS = {"weak": 0.985, "missing": 1.722, "contradicted": 1.968, "unsupported_words": 1.904}
-INTERCEPT = -2.45
+WEIGHTS = {"weak": 0.964, "missing": 1.349, "contradicted": 2.233, "unsupported_words": 1.881, "missing_name": 0.715}
+INTERCEPT = -2.439
 """The claim score is a logistic model over the signals (`Signals.features`), fitted by `bench/hallucination.py --fit`
 on the fitting halves of the demo's real answers (hallucinated vs right by `answer_labels`' rule) and of the
 constructed set (with and without context); the other halves are what the README reports. 0.5 is the threshold
@@ -163,14 +163,15 @@ class EvidenceDetector:
 
 @dataclass
 class Signals:
-    """What the evidence says about one claim: closest-sentence cosine, its facts missing or contradicted, and the
-    share of its content words that the sentences closest to it do not contain."""
+    """What the evidence says about one claim: closest-sentence cosine, its facts missing (a name or code among them)
+    or contradicted, and the share of its content words that the sentences closest to it do not contain."""
 
     similarity: float
     facts: int
     missing: int
     contradicted: bool
     unsupported_words: float
+    missing_name: bool
 
     def features(self) -> dict[str, float]:
         """The signals as the score's model reads them, each 0..1."""
@@ -180,6 +181,7 @@ class Signals:
             "missing": float(self.missing > 0),
             "contradicted": float(self.contradicted),
             "unsupported_words": self.unsupported_words,
+            "missing_name": float(self.missing_name),
         }
 
 
@@ -201,7 +203,7 @@ def claim_signals(claim: str, question: str, best: list) -> Signals:
     claimed = [f for f in extract_facts(claim) if not any(facts_agree(f, a) for a in asked)]
     closest = [s for _, _, scored in best[:1] for _, s in scored[:CONTRADICTION_SENTENCES]]
     nearby = [f for s in closest for f in extract_facts(s)]
-    missing, contradicted = 0, False
+    missing, contradicted, missing_name = 0, False, False
     for fact in claimed:
         if fact.kind in ("name", "code"):
             supported = name_in(fact.text, text) or name_in(fact.text, question)
@@ -211,11 +213,12 @@ def claim_signals(claim: str, question: str, best: list) -> Signals:
             supported = any(facts_agree(fact, f) for f in found)
         if not supported:
             missing += 1
+            missing_name = missing_name or fact.kind in ("name", "code")
             contradicted = contradicted or any(contradicts(fact, f) for f in nearby)
     words = content_words(claim) - content_words(question)
     supporting = {w for _, _, scored in best[:1] for _, s in scored[:SUPPORT_SENTENCES] for w in normalize(s)}
     unsupported = len(words - supporting) / len(words) if words else 0.0
-    return Signals(best[0][1] if best else 0.0, len(claimed), missing, contradicted, unsupported)
+    return Signals(best[0][1] if best else 0.0, len(claimed), missing, contradicted, unsupported, missing_name)
 
 
 class NLIDetector(EvidenceDetector):
