@@ -50,6 +50,7 @@ from workbench.data.prepare import prepare
 from workbench.eval import run_eval
 from workbench.finetune import finetune
 from workbench.judge.answer_labels import real_answer_set
+from workbench.judge.checking import BATCH
 from workbench.judge.claims import AGGREGATIONS, aggregate
 from workbench.judge.hallucination import (
     INTERCEPT,
@@ -107,7 +108,7 @@ def score_rows(detector, rows: list[dict], contexts: list | None) -> tuple[dict[
     whether each row was flagged."""
     items = [Item(r["question"], r["answer"], contexts[i] if contexts else None) for i, r in enumerate(rows)]
     started = time.perf_counter()
-    checks = [c for start in range(0, len(items), 16) for c in detector.check(items[start : start + 16])]
+    checks = check_all(detector, items)
     seconds = time.perf_counter() - started
     claim_scores = [[claim.score for claim in check.claims] for check in checks]
     scores = {how: [aggregate(s, how) for s in claim_scores] for how in AGGREGATIONS}
@@ -236,8 +237,8 @@ def labelled_figures(config: Config, home: Path, limit: int | None) -> dict:
 
 
 def real_answers(config: Config, home: Path, limit: int | None, finetune_steps: int | None) -> dict:
-    """Real answers of the demo's variants, labelled by `answer_labels`' rule; the detector (as shipped) and the
-    baselines measured on the evaluation half; with `fit`, the score's weights refitted on the fit half."""
+    """Real answers of the demo's variants, labelled by `answer_labels`' rule; the detector (as configured) and the
+    baselines measured on the evaluation half; the fit half's signals kept for `--fit`."""
     if not (run_paths("demo", home).adapter / "adapter_config.json").is_file():
         finetune("demo", config, home, max_steps=finetune_steps, progress=False)  # the adapter `make run` trains
     questions = load_questions("demo", home)
@@ -253,10 +254,11 @@ def real_answers(config: Config, home: Path, limit: int | None, finetune_steps: 
         eval_ids.append(result["eval_id"])
     by_id = {q.id: {"question": q.question, "answer": q.answer, "type": q.type} for q in questions}
     retriever = Retriever.load("demo", config, home)
-    rows = real_answer_set([a for a in answers if not a["error"]], by_id, SEED)
-    checks = check_answers(make_detector(config, retriever), rows, retriever)
-    figures = real_answer_figures(rows, checks, retriever)
-    figures["by_variant"] = variant_figures(answers, eval_ids[:2], by_id, make_detector(config, retriever), retriever)
+    answered = [a for a in answers if not a["error"] and a["qa_id"] in by_id]
+    checks = check_answers(make_detector(config, retriever), answered, retriever)  # each answer checked once
+    rows = real_answer_set(answered, by_id, SEED)
+    figures = real_answer_figures(rows, [checks[r["id"]] for r in rows], retriever)
+    figures["by_variant"] = variant_figures([a for a in answered if a["eval_id"] in eval_ids[:2]], by_id, checks)
     return {"evals": eval_ids} | figures
 
 
@@ -265,14 +267,19 @@ def qa_row(example) -> dict:
     return {"id": example.id, "question": example.question, "answer": example.answer, "doc_ids": example.doc_ids}
 
 
-def check_answers(detector, rows: list[dict], retriever: Retriever):
-    """The detector's verdicts on the rows, each checked against the chunks it was shown, as eval checks it."""
+def check_all(detector, items: list[Item]) -> list:
+    """The detector's verdicts, in batches of `checking.BATCH` as `workbench check` runs it."""
+    return [check for start in range(0, len(items), BATCH) for check in detector.check(items[start : start + BATCH])]
+
+
+def check_answers(detector, answers: list[dict], retriever: Retriever) -> dict:
+    """{answer id: the detector's verdict}, each answer checked against the chunks it was shown, as eval checks it."""
     chunks = {chunk.id: chunk for chunk in retriever.chunks}
     items = [
-        Item(r["question"], r["text"], [Passage(c, chunks[c].text, chunks[c].title) for c in r["chunk_ids"]] or None)
-        for r in rows
+        Item(a["question"], a["text"], [Passage(c, chunks[c].text, chunks[c].title) for c in a["chunk_ids"]] or None)
+        for a in answers
     ]
-    return [check for start in range(0, len(items), 16) for check in detector.check(items[start : start + 16])]
+    return {a["id"]: check for a, check in zip(answers, check_all(detector, items))}
 
 
 def answer_features(check) -> list[float]:
@@ -396,13 +403,11 @@ def paired_auroc(rows: list[dict], chosen: list[int], values: list) -> dict:
     return {"auroc": round(wins / pairs, 4) if pairs else None, "pairs": pairs}
 
 
-def variant_figures(answers: list[dict], held_out_ids: list[str], questions: dict, detector, retriever) -> dict:
-    """Per variant over the held-out evals (test and val): the share of answers flagged beside mean token F1."""
-    held_out = [a for a in answers if not a["error"] and a["qa_id"] in questions and a["eval_id"] in held_out_ids]
-    checks = check_answers(detector, held_out, retriever)
+def variant_figures(held_out: list[dict], questions: dict, checks: dict) -> dict:
+    """Per variant over the held-out answers (test and val): the share of answers flagged beside mean token F1."""
     figures = {}
     for variant in VARIANTS:
-        mine = [(a, c) for a, c in zip(held_out, checks) if a["variant"] == variant]
+        mine = [(a, checks[a["id"]]) for a in held_out if a["variant"] == variant]
         if mine:
             f1 = [token_f1(a["text"], questions[a["qa_id"]]["answer"]) for a, _ in mine]
             figures[variant] = {

@@ -248,7 +248,9 @@ def test_calibration_never_sees_the_evaluation_half(labelled):
     features, labels = figures["fit_set"]  # what --fit may learn from: the calibration half alone
     assert labels == [r["label"] for r in calibration] and all(f[0] == 1.0 for f in features)
     assert figures["detector"]["threshold"] == "any claim flagged"  # precision and recall of its own flag
-    assert figures["detector"]["recall"] == 1.0 and figures["detector"]["precision"] == pytest.approx(sum(r["label"] for r in evaluation) / len(evaluation))
+    assert figures["detector"]["recall"] == 1.0 and figures["detector"]["precision"] == pytest.approx(
+        sum(r["label"] for r in evaluation) / len(evaluation)
+    )
     assert len(seen) == len(calibration) + len(evaluation)
 
 

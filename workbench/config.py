@@ -209,14 +209,15 @@ class HallucinationConfig(_Section):
     detector: str = "evidence"
     """Claim checker: `evidence` (offline: embedding similarity and checkable facts) or `nli` (needs `nli_model`)."""
     threshold: float = Field(0.5, ge=0, le=1)
-    """A claim or answer scoring at least this is flagged as unsupported; the tint in the arena is this verdict. The
-    score's model is fitted with both classes weighing the same, so 0.5 is where a claim is as likely one as the
-    other (bench/hallucination.py reports precision and recall there)."""
+    """A claim scoring at least this is likely unsupported (red in the arena), and an answer with such a claim is
+    flagged. The score's model is fitted with both classes weighing the same, so 0.5 is where a claim is as likely
+    one as the other (bench/hallucination.py reports precision and recall of the flag)."""
     aggregate: Literal["mean", "max", "noisy_or"] = "mean"
     """An answer's score from its claims': their mean (how much of the answer is unsupported), the worst claim, or
-    the chance that any claim is unsupported. Chosen on the fitting halves of bench/hallucination.py's sets: the mean
-    ranks real answers far better (AUROC 0.888 against 0.797 for the worst claim), since a right answer often goes on
-    with loosely supported extras, at a small cost on the constructed set (0.954 against 0.970 with context)."""
+    the chance that any claim is unsupported: it ranks answers (`check`'s `hallucination_score`). Chosen on the fitting
+    halves of bench/hallucination.py's sets: the mean ranks real answers far better (AUROC 0.890 against 0.785 for
+    the worst claim), since a right answer often goes on with loosely supported extras, at a small cost on the
+    constructed set (0.961 against 0.976 with context)."""
     retrieve_k: int = Field(3, ge=1)
     """Chunks retrieved from the index for the question and for each claim, added to any given context."""
     evidence_chunks: int = Field(3, ge=1)

@@ -9,8 +9,8 @@ This is how the detector is measured on real answers (bench/hallucination.py), n
   all present in the answer is right, none present is hallucinated. A reference without such facts is judged by
   its content words the question does not already hold: at least RIGHT_WORDS of them present is right, at most
   WRONG_WORDS hallucinated. Anything in between is left out.
-Rows are split by question, by a seeded shuffle, into a `fit` half (where the detector's weights and threshold
-are fitted) and an `evaluation` half (where they are reported).
+Rows are split by question, by a seeded shuffle, into a `fit` half (where the detector's weights and answer
+aggregation are chosen) and an `evaluation` half (where they are reported).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Evidence for a claim is what the answering system was shown (`context`) plus chunks retrieved from the run's index
 for the question and for the claim itself, so base and fine-tuned answers are checked against the same corpus as
 the RAG ones. The default `evidence` detector runs offline on the retrieval embedder and scores a claim by a
-logistic model over four signals: no evidence sentence close to it in meaning, a checkable fact (number, date,
-money, name, code, link) missing from the best evidence, the evidence stating the same quantity with another value,
-and the share of its content words missing from the sentences closest to it. The `nli` detector replaces that score
+logistic model over five signals: no evidence sentence close to it in meaning, a checkable fact (number, date,
+money, name, code, link) missing from the best evidence, a name or code among them, the evidence stating the same
+quantity with another value, and the share of its content words missing from the sentences closest to it. The `nli` detector replaces that score
 with an entailment cross-encoder loaded from a local folder. Threshold fitting and precision / recall for the
 benchmark live here too.
 """
@@ -167,7 +167,6 @@ class Signals:
     or contradicted, and the share of its content words that the sentences closest to it do not contain."""
 
     similarity: float
-    facts: int
     missing: int
     contradicted: bool
     unsupported_words: float
@@ -218,7 +217,7 @@ def claim_signals(claim: str, question: str, best: list) -> Signals:
     words = content_words(claim) - content_words(question)
     supporting = {w for _, _, scored in best[:1] for _, s in scored[:SUPPORT_SENTENCES] for w in normalize(s)}
     unsupported = len(words - supporting) / len(words) if words else 0.0
-    return Signals(best[0][1] if best else 0.0, len(claimed), missing, contradicted, unsupported, missing_name)
+    return Signals(best[0][1] if best else 0.0, missing, contradicted, unsupported, missing_name)
 
 
 class NLIDetector(EvidenceDetector):

@@ -21,6 +21,7 @@ CSS = """
 .wb-past { opacity: 0.7; border-bottom: 1px dashed var(--border-color-primary); margin: 0 0 6px; padding: 0 0 4px; }
 .wb-meta, .wb-judges { font-size: 0.85em; color: var(--body-text-color-subdued); margin-top: 6px; }
 .wb-claim { border-radius: 3px; padding: 0 1px; }
+.wb-flag { background: rgba(220, 38, 38, 0.35); }
 .wb-col details { margin-top: 6px; font-size: 0.9em; }
 .wb-col details pre { white-space: pre-wrap; font-size: 0.9em; max-height: 16em; overflow: auto; }
 .wb-refs, .wb-rank { color: var(--body-text-color-subdued); font-size: 0.9em; }
@@ -114,18 +115,13 @@ def _score(score: float | None) -> str:
     return "n/a" if score is None else f"{score:.2f}"
 
 
-UNSUPPORTED_TINT = "rgba(220, 38, 38, 0.35)"
-"""The one tint: a claim the detector found likely unsupported. Supported claims stay clear, so what is red is
-exactly what the claim list calls unsupported (the threshold is the detector's, `hallucination.threshold`)."""
-
-
 def _claim_span(claim: dict, number: int, text: str) -> str:
+    """A claim's text, red (`wb-flag`, the one tint) exactly when the detector found it likely unsupported, so the
+    answer and the claim list never disagree (the threshold is the detector's, `hallucination.threshold`)."""
     verdict = "supported" if claim["supported"] else "likely unsupported"
     tip = f"claim {number}: {verdict}, score {claim['score']:.2f}"
-    style = "" if claim["supported"] else f' style="background:{UNSUPPORTED_TINT}"'
-    return (
-        f'<span class="wb-claim{"" if claim["supported"] else " wb-flag"}"{style} title="{esc(tip)}">{esc(text)}</span>'
-    )
+    css = "wb-claim" if claim["supported"] else "wb-claim wb-flag"
+    return f'<span class="{css}" title="{esc(tip)}">{esc(text)}</span>'
 
 
 def _highlighted(text: str, claims: list[dict]) -> str:
@@ -201,7 +197,7 @@ def _ordinal(n: int) -> str:
 def legend_html() -> str:
     """What the marks on the answers mean: one legend above the columns, the same verdict the claim lists give."""
     return (
-        f'<div class="wb-legend"><span class="wb-claim" style="background:{UNSUPPORTED_TINT}">Red</span>: a claim '
+        '<div class="wb-legend"><span class="wb-claim wb-flag">Red</span>: a claim '
         "likely unsupported by the sources or the corpus; unmarked text is supported or states nothing checkable. "
         "Hover a claim for its score; open <i>Claims</i> for the evidence sentence each one was checked against.</div>"
     )
