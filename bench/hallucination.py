@@ -4,8 +4,9 @@ Real answers (part `real`). `workbench eval` answers the demo's test and val que
 ft_rag, and the train questions with base and rag (configs/default.yaml; the workspace's ft adapter, trained with
 the config's `finetune` when it has none). Each answer is labelled by `workbench/judge/answer_labels.py`'s rule
 (hallucinated, right, or left out) and split by question into a fit half and an evaluation half. On the evaluation
-half, each scorer's AUROC and AUC-PR, overall, for RAG and closed-book answers apart, and inside length-matched
-pairs (a wrong and a right answer within PAIR_WORDS words or 20%):
+half, each scorer's AUROC (with `auroc_95`, a 95% interval from resampling questions) and AUC-PR, overall, for RAG
+and closed-book answers apart, and inside length-matched pairs (a wrong and a right answer within PAIR_WORDS words
+or 20%):
 - `detector`: the configured detector as eval runs it (each answer checked against the chunks it was shown, or the
   index); precision and recall of its own flag (an answer with a likely unsupported claim); every aggregation's
   AUROC on both halves;
@@ -331,6 +332,7 @@ def real_answer_figures(rows: list[dict], checks: list, retriever: Retriever) ->
             )
         }
         figures[name]["length_matched"] = paired_auroc(rows, evaluation, values)
+        figures[name]["auroc_95"] = auroc_interval(rows, evaluation, values)
     figures["detector"]["auroc_by_aggregation"] = {
         how: {
             half: round(
@@ -385,6 +387,25 @@ def fit_weights(sets: list[tuple[list[list[float]], list[int]]]) -> dict:
         "weights": {name: round(float(v), 3) for name, v in zip(WEIGHTS, fitted)},
         "intercept": round(float(fitted[-1]), 3),
     }
+
+
+def auroc_interval(rows: list[dict], chosen: list[int], values: list, resamples: int = 2000) -> list[float] | None:
+    """A 95% percentile interval for the AUROC over the chosen rows, resampling questions rather than answers: the
+    variants' answers to one question are not independent (scipy's bootstrap resamples single observations only).
+    Resamples that hold a single class are skipped."""
+    by_question: dict[str, list[int]] = {}
+    for i in chosen:
+        if values[i] is not None:
+            by_question.setdefault(rows[i]["qa_id"], []).append(i)
+    groups = list(by_question.values())
+    rng = np.random.default_rng(SEED)
+    estimates = []
+    for _ in range(resamples):
+        picked = [i for g in rng.integers(len(groups), size=len(groups)) for i in groups[g]]
+        labels = [rows[i]["label"] for i in picked]
+        if 0 < sum(labels) < len(labels):
+            estimates.append(roc_auc_score(labels, [values[i] for i in picked]))
+    return [round(float(v), 4) for v in np.percentile(estimates, [2.5, 97.5])] if estimates else None
 
 
 def paired_auroc(rows: list[dict], chosen: list[int], values: list) -> dict:

@@ -19,6 +19,22 @@ def test_abstentions_are_left_out_unless_the_question_is_unanswerable():
     assert label_answer("Revenue was €2.1 million.", "What was Q1 revenue?", abstain, unanswerable=True) == 1
 
 
+def test_a_key_fact_given_another_value_makes_the_answer_wrong_even_beside_the_right_one():
+    question, reference = "What is the default hysteresis?", "The default hysteresis is 0.5 °C."
+    assert label_answer("It is 0.5 °C.", question, reference, False) == 0
+    assert label_answer("It is 0.5 to 1.2 °C.", question, reference, False) == 1  # a competing value
+    assert label_answer("It is 0.5 °C; the alarm sounds after 30 minutes.", question, reference, False) == 0
+
+
+def test_an_answer_that_asserts_nothing_is_left_out():
+    question = "Until when are trade-in offers valid?"
+    echo = "Question: Until when are trade-in offers valid?"
+    assert label_answer(echo, question, "Until 31 December 2026.", unanswerable=False) is None
+    assert label_answer(echo, question, "The documentation does not say.", unanswerable=True) is None
+    assert label_answer("Trade-in offers are valid.", question, "Until 31 December 2026.", False) is None
+    assert label_answer("Trade-in offers are valid until March 2025.", question, "Until 31 December 2026.", False) == 1
+
+
 def test_a_reference_without_facts_is_judged_by_its_content_words():
     question, reference = "Should the diaphragm be greased?", "No; only the new O-ring gets a thin film of grease."
     assert label_answer("Only the new O-ring gets a thin film of grease.", question, reference, False) == 0

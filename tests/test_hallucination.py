@@ -19,6 +19,7 @@ from workbench.judge.hallucination import (
     make_detector,
     precision_recall,
     register_detector,
+    swapped_name,
 )
 from workbench.judge.labelled import build_labelled_set, load_documents, load_questions
 from workbench.judge.reference import is_abstention
@@ -118,7 +119,25 @@ def test_a_short_answer_that_is_the_wrong_entity_is_flagged(detector):
         assert not check_one(detector, right, context, question).flagged, right
 
 
-@pytest.mark.xfail(strict=True, reason="open: the claim's words are checked per sentence window, not who did what")
+def test_the_evidence_saying_the_same_of_another_name_is_a_signal():
+    film = [
+        "The film Tide Lines was directed by Ana Costa in 1998.",
+        "Ana Costa is Portuguese; Rui Nunes is Brazilian.",
+    ]
+    question = "Who directed Tide Lines?"
+    assert swapped_name("Tide Lines was directed by Rui Nunes.", question, film)
+    assert swapped_name("Ana Costa is Brazilian.", question, film)
+    for right in ("Tide Lines was directed by Ana Costa.", "Ana Costa.", "Rui Nunes is Brazilian."):
+        assert not swapped_name(right, question, film), right
+    price = ["The flat out-of-warranty repair price for a Skylark S2 is €260."]
+    question = "What is the out-of-warranty repair price for a Skylark S3 Pro?"
+    assert swapped_name("The out-of-warranty repair price for a Skylark S3 Pro is €260.", question, price)
+    assert not swapped_name("The out-of-warranty repair price for a Skylark S2 is €260.", question, price)
+    part = ["An internal backup battery (part MG-SP-033) keeps the hub running for about 4 hours."]
+    assert not swapped_name("The backup battery keeps the Hub MH-1 running for about 4 hours.", "How long?", part)
+
+
+@pytest.mark.xfail(strict=True, reason="open: the swapped-name signal alone stays under the threshold")
 def test_a_wrong_relation_between_names_the_evidence_holds_is_flagged(detector):
     context = (
         "The film Tide Lines was directed by Ana Costa in 1998. Its music was written by Rui Nunes, who later "

@@ -20,7 +20,7 @@ _CITATIONS = re.compile(r"(?:[\[(]\d+(?:\s*[,-]\s*\d+)*[\])]\s*)+\.?")
 """Source markers ("[2]", "[1][3]") that open a piece trail the sentence before it and belong to that sentence."""
 _ENDED = re.compile(r"[.!?](?:\s*[\[(]\d+(?:\s*[,-]\s*\d+)*[\])])*$")
 """A claim that ends a sentence: its stop, and any source markers after it."""
-_CLAUSE_JOIN = re.compile(r"\s*;\s*|,?\s+(?:and|while|whereas|but)\s+", re.IGNORECASE)
+CLAUSE_JOIN = re.compile(r"\s*;\s*|,?\s+(?:and|while|whereas|but)\s+", re.IGNORECASE)
 
 
 def split_claims(answer: str) -> list[str]:
@@ -60,9 +60,9 @@ def split_sentences(text: str) -> list[str]:
 def _split_clauses(sentence: str) -> list[str]:
     """Split at a joint only when both sides keep a fact of their own and a few words, else keep them together."""
     clauses, start = [], 0
-    for joint in _CLAUSE_JOIN.finditer(sentence):
+    for joint in CLAUSE_JOIN.finditer(sentence):
         left, right = sentence[start : joint.start()], sentence[joint.end() :]
-        following = _CLAUSE_JOIN.split(right, maxsplit=1)[0]
+        following = CLAUSE_JOIN.split(right, maxsplit=1)[0]
         if _states_fact(left) and _states_fact(following):
             clauses.append(left)
             start = joint.end()

@@ -3,15 +3,17 @@
 Evidence for a claim is what the answering system was shown (`context`) plus chunks retrieved from the run's index
 for the question and for the claim itself, so base and fine-tuned answers are checked against the same corpus as
 the RAG ones. The default `evidence` detector runs offline on the retrieval embedder and scores a claim by a
-logistic model over five signals: no evidence sentence close to it in meaning, a checkable fact (number, date,
+logistic model over six signals: no evidence sentence close to it in meaning, a checkable fact (number, date,
 money, name, code, link) missing from the best evidence, a name or code among them, the evidence stating the same
-quantity with another value, and the share of its content words missing from the sentences closest to it. The `nli` detector replaces that score
-with an entailment cross-encoder loaded from a local folder. Threshold fitting and precision / recall for the
-benchmark live here too.
+quantity with another value, the share of its content words missing from the sentences closest to it, and the
+closest sentences saying the same thing of another name. The `nli` detector replaces that score with an
+entailment cross-encoder loaded from a local folder. Threshold fitting and precision / recall for the benchmark
+live here too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,8 +21,8 @@ import numpy as np
 
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
-from workbench.judge.claims import aggregate, split_claims, split_sentences
-from workbench.judge.facts import contradicts, extract_facts, facts_agree, name_in
+from workbench.judge.claims import CLAUSE_JOIN, aggregate, split_claims, split_sentences
+from workbench.judge.facts import contradicts, extract_facts, facts_agree, name_in, words_of
 from workbench.judge.reference import is_abstention
 from workbench.models import ModelNotAvailable
 from workbench.retrieval.embedding import embed_corpus
@@ -31,10 +33,19 @@ SIM_LOW, SIM_HIGH = 0.5, 0.7
 SUPPORT_SENTENCES = 3
 """A claim's words are looked for in this many sentences of its best passage, those closest to it: the sentences
 that would support it. Words found only elsewhere in the evidence (another product's row, another year) do not."""
+SWAP_WORDS = 0.75
+"""A clause says the same thing as a claim when it holds this share of the claim's content words besides names."""
 CONTRADICTION_SENTENCES = 2
 """A different value counts against a claim only in its closest evidence sentences, where the subject is the same."""
-WEIGHTS = {"weak": 0.964, "missing": 1.349, "contradicted": 2.233, "unsupported_words": 1.881, "missing_name": 0.715}
-INTERCEPT = -2.439
+WEIGHTS = {
+    "weak": 1.017,
+    "missing": 1.223,
+    "contradicted": 2.368,
+    "unsupported_words": 1.928,
+    "missing_name": 0.564,
+    "swapped_name": 1.17,
+}
+INTERCEPT = -2.486
 """The claim score is a logistic model over the signals (`Signals.features`), fitted by `bench/hallucination.py --fit`
 on the fitting halves of the demo's real answers (hallucinated vs right by `answer_labels`' rule) and of the
 constructed set (with and without context); the other halves are what the README reports. 0.5 is the threshold
@@ -164,13 +175,15 @@ class EvidenceDetector:
 @dataclass
 class Signals:
     """What the evidence says about one claim: closest-sentence cosine, its facts missing (a name or code among them)
-    or contradicted, and the share of its content words that the sentences closest to it do not contain."""
+    or contradicted, the share of its content words that the sentences closest to it do not contain, and whether
+    those sentences say the same of another name."""
 
     similarity: float
     missing: int
     contradicted: bool
     unsupported_words: float
     missing_name: bool
+    swapped_name: bool
 
     def features(self) -> dict[str, float]:
         """The signals as the score's model reads them, each 0..1."""
@@ -181,6 +194,7 @@ class Signals:
             "contradicted": float(self.contradicted),
             "unsupported_words": self.unsupported_words,
             "missing_name": float(self.missing_name),
+            "swapped_name": float(self.swapped_name),
         }
 
 
@@ -217,7 +231,46 @@ def claim_signals(claim: str, question: str, best: list) -> Signals:
     words = content_words(claim) - content_words(question)
     supporting = {w for _, _, scored in best[:1] for _, s in scored[:SUPPORT_SENTENCES] for w in normalize(s)}
     unsupported = len(words - supporting) / len(words) if words else 0.0
-    return Signals(best[0][1] if best else 0.0, missing, contradicted, unsupported, missing_name)
+    swapped = swapped_name(claim, question, closest)
+    return Signals(best[0][1] if best else 0.0, missing, contradicted, unsupported, missing_name, swapped)
+
+
+def swapped_name(claim: str, question: str, closest: list[str]) -> bool:
+    """Whether the evidence says what the claim says of another name: a clause of the closest sentences holds one
+    of the claim's names and most of its other content words (SWAP_WORDS) but not another of its names, and in its
+    place a rival that neither the claim nor the question names ("directed by Ana Costa" against "directed by Rui
+    Nunes", "Skylark S2" against "Skylark S3 Pro"), while no clause holds all the claim's names. Every name being
+    somewhere in the evidence does not make them belong together."""
+    names = [f for f in extract_facts(claim) if f.kind in ("name", "code")]
+    if not names:
+        return False
+    rest = content_words(claim) - {w for f in names for w in words_of(f.text).split()}
+    given = f" {words_of(claim)} {words_of(question)} "
+    swapped = False
+    for clause in (c for s in closest for c in CLAUSE_JOIN.split(s) if c):
+        words = f" {words_of(clause)} "
+        absent = [f for f in names if f" {words_of(f.text)} " not in words]
+        unsaid = len(rest - set(normalize(clause)))
+        if unsaid > (1 - SWAP_WORDS) * len(rest) or (len(absent) == len(names) and (unsaid or len(rest) < 3)):
+            continue
+        if not absent:
+            return False
+        theirs = [
+            f for f in extract_facts(clause) if f.kind in ("name", "code") and f" {words_of(f.text)} " not in given
+        ]
+        swapped = swapped or any(rival(f, g) for f in absent for g in theirs)
+    return swapped
+
+
+def rival(claimed, found) -> bool:
+    """Whether a name in the evidence could stand where the claim has another: a name for a name; a code for a code
+    of the same series (`S2` for `S3 Pro`, `E104` for `E217`, not `MG-SP-033` for `MH-1`)."""
+    if claimed.kind != found.kind:
+        return False
+    return (
+        claimed.kind == "name"
+        or re.match(r"[A-Z]*", claimed.key[5:]).group() == re.match(r"[A-Z]*", found.key[5:]).group()
+    )
 
 
 class NLIDetector(EvidenceDetector):
