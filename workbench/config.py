@@ -254,6 +254,21 @@ class ReportConfig(_Section):
     """Per remote endpoint (its name under `chat.remotes`), the price of its tokens."""
 
 
+class LimitsConfig(_Section):
+    question_chars: int = Field(4000, ge=1)
+    """Longest question or chat message accepted (arena, `ask`, serve-api); longer gets a clear error."""
+    history_turns: int = Field(8, ge=0)
+    """Earlier turns of a conversation sent with a question; a longer history is refused (serve-api) or trimmed."""
+    max_new_tokens: int = Field(1024, ge=1)
+    """Most tokens one answer may be asked for (a request's `max_tokens` above it is refused)."""
+    body_bytes: int = Field(1_000_000, ge=1024)
+    """Largest serve-api request body."""
+    json_depth: int = Field(64, ge=2)
+    """Deepest nesting a JSON row or request body may have."""
+    asks_per_rater: int = Field(1, ge=1)
+    """Questions one rater may have generating at once in the arena; more wait for a clear message instead."""
+
+
 class Config(_Section):
     model: ModelConfig = ModelConfig()
     """Which models to use and where they run."""
@@ -269,6 +284,8 @@ class Config(_Section):
     """How answers are checked for unsupported claims (`workbench check` and the judges)."""
     report: ReportConfig = ReportConfig()
     """What `workbench report` decides on, how sure it must be, and what compute and tokens cost."""
+    limits: LimitsConfig = LimitsConfig()
+    """How much one question, request or input row may hold (see README, Security)."""
 
 
 def load_config(path: str | Path | None = None) -> Config:
