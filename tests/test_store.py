@@ -143,6 +143,15 @@ def test_default_location_is_home_with_wal_and_foreign_keys(tmp_path):
         assert opened._conn.execute("PRAGMA foreign_keys").fetchone() == {"foreign_keys": 1}
 
 
+def test_a_new_store_and_its_wal_and_shm_are_readable_by_their_owner_only(tmp_path):
+    path = tmp_path / "home" / "workbench.db"
+    with Store.open(path) as opened:
+        opened.ensure_run("demo")
+        opened.start_conversation("demo", "ann", ["base"], ["base"])
+        modes = {suffix: os.stat(f"{path}{suffix}").st_mode & 0o777 for suffix in ("", "-wal", "-shm")}
+    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
 def test_records_round_trip_with_json_decoded(store):
     config = {"lora": {"r": 8, "alpha": 16}, "note": "ünïcode ✓", "layers": [1, 2]}
     run = store.ensure_run("r1", config=config, model_id="m@1", adapter_id="a@1", index_id="i@1")
@@ -387,7 +396,7 @@ def test_concurrent_writers_from_threads_and_two_connections(target):
             turn_id = f"w{worker}-{i}"
             positions.append(opened.add_turn(cid, turn_id, "q"))
             opened.add_answer(answer(turn_id, "base"))
-            opened.add_rating(turn_id, f"rater{worker}", f"{turn_id}-base", stars=1 + i % 5)
+            opened.add_rating(turn_id, f"rater{worker}", f"{turn_id}-base", stars=1 + i % 5, vote="best")
         return positions
 
     with ThreadPoolExecutor(6) as pool:
@@ -820,7 +829,10 @@ def test_queries_give_arena_rows_then_eval_rows_by_eval_qa_pair_and_variant(stor
     assert [f["answer_id"] for f in store.claim_flags("other")] == ["x1-q1-base"]
     assert [e["id"] for e in store.evals()] == ["e1", "e0", "x1"]
     assert [(e["id"], e["stored"]) for e in store.evals("r")] == [("e1", 4), ("e0", 1)]
-    # The arena summary counts arena answers only.
+    # The arena summary counts arena answers only, of turns voted on.
+    assert variant_summary(store, "r") == {}
+    for turn_id in ("t1", "t2"):
+        store.add_rating(turn_id, "ann", vote="tie")
     summary = variant_summary(store, "r")
     assert {variant: row["answers"] for variant, row in summary.items()} == {"base": 2, "rag": 2}
     assert summary["base"]["judges"]["g"] == {"mean": 0.25, "scored": 2, "failed": 0}

@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+from workbench.report.blind import blinded
 from workbench.store import Store
 from workbench.workspace import write_text_atomic
 
@@ -27,9 +28,11 @@ RATING_CSV_COLUMNS = (
 """The columns of `export_ratings_csv`: the rating row of `Store.ratings`, with its run, turn and variant."""
 
 
-def export_ratings_csv(store: Store, path: str | Path, run: str | None = None) -> int:
-    """Write the ratings (of `run`, or all) to `path` atomically, columns `RATING_CSV_COLUMNS`; returns the rows."""
-    rows = store.ratings(run)
+def export_ratings_csv(store: Store, path: str | Path, run: str | None = None, rater: str | None = None) -> int:
+    """Write the ratings (of `run`, or all; of one `rater`, or everyone's) to `path` atomically, columns
+    `RATING_CSV_COLUMNS`, a turn not voted on yet naming its column letter instead of the variant; returns the
+    rows."""
+    rows = blinded([r for r in store.ratings(run) if rater is None or r["rater"] == rater])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(RATING_CSV_COLUMNS)

@@ -37,12 +37,13 @@ class Queries(Connection):
             )
 
     def ratings(self, run: str | None = None) -> list[dict]:
-        """Rating rows (of arena answers and turns) with `run`, `conversation_id`, `position` and the rated answer's
-        `variant` (None for a turn-level rating), in the order first stored."""
+        """Rating rows (of arena answers and turns) with `run`, `conversation_id`, the conversation's `blind_order`,
+        `position` and the rated answer's `variant` (None for a turn-level rating), in the order first stored."""
         where, params = _where(("c.run", run))
         with self._transaction(write=False):
             return self._rows(
-                "SELECT r.*, c.run, t.conversation_id, t.position, a.variant FROM ratings r "
+                "SELECT r.*, c.run, c.blind_order, t.conversation_id, t.position, a.variant "
+                "FROM ratings r "
                 "JOIN turns t ON t.id = r.turn_id JOIN conversations c ON c.id = t.conversation_id "
                 f"LEFT JOIN answers a ON a.id = r.answer_id{where} ORDER BY r.id",
                 params,
