@@ -16,6 +16,7 @@ SCRIPTS = [  # the others are their helpers
         "eval.py",
         "hallucination.py",
         "report.py",
+        "load.py",
     )
 ]
 

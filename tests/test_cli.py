@@ -33,7 +33,7 @@ def test_bad_input_exits_2_with_the_file_and_line(home, tmp_path, capsys):
     bad = tmp_path / "rows.jsonl"
     bad.write_text('{"id": 1, "text": "fine"}\nnot json\n')
     assert main(["prepare", "--name", "bad", "--corpus", str(bad), "--home", str(home)]) == 2
-    assert f"{bad}:2: invalid JSON" in capsys.readouterr().err
+    assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
     assert not run_paths("bad", home).root.exists()
 
 

@@ -10,6 +10,7 @@ def test_parse_json_turns_every_failure_into_one_clear_error():
         ("[" * 65 + "]" * 65, "nested too deeply"),
         (b"\xff\xfe{}", "not UTF-8"),
         ('{"a": }', "not valid JSON"),
+        ("1" * 5000, "not valid JSON"),
     ):
         with pytest.raises(JSONInputError, match=why):
             parse_json(bad)

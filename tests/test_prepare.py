@@ -174,3 +174,66 @@ def test_quality_report_shows_corpus_text_as_written_and_markdown_renders_it_lit
     assert "bob's" in quality and "&#x27;" not in quality and "&lt;" not in quality
     rendered = MarkdownIt("commonmark").enable("table").render(quality)
     assert f"<td>{html.escape(str(odd), quote=False)}</td>" in rendered  # one cell, no tag, no emphasis
+
+
+def test_a_corpus_of_short_documents_says_how_many_were_too_short_and_what_to_change(home, tmp_path):
+    corpus = tmp_path / "short"
+    corpus.mkdir()
+    for name in ("a", "b"):
+        (corpus / f"{name}.md").write_text("# Note\nTo do.")
+    with pytest.raises(BadInputError) as failure:
+        prepare("x", [corpus], home=home, progress=False)
+    assert str(failure.value) == (
+        f"{corpus}: no usable documents (2 file(s) read, 0 file(s) and 0 row(s) skipped; all 2 document(s) loaded are "
+        "shorter than prepare.min_doc_words = 5 words after cleaning: a, b). Add documents with more text, or set a "
+        "lower prepare.min_doc_words in a --config file"
+    )
+    assert not run_paths("x", home).root.exists()
+
+
+def _qa_corpus(tmp_path):
+    """Documents `a` and `returns`, and `stub`, which is dropped as too short."""
+    corpus = _pump_corpus(tmp_path)
+    (corpus / "returns.md").write_text("# Returns\nAny order can be returned within 30 days for a refund.")
+    (corpus / "stub.md").write_text("# Stub\nTo do.")
+    return corpus
+
+
+def _write_qa(path, *doc_ids) -> None:
+    rows = [
+        {"question": f"Question {n} about pumps?", "answer": "Yes.", "doc_ids": ids} for n, ids in enumerate(doc_ids)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_a_qa_row_naming_an_unknown_document_is_an_error_naming_its_line(home, tmp_path):
+    corpus, qa = _qa_corpus(tmp_path), tmp_path / "qa.jsonl"
+    _write_qa(qa, ["a"], ["a", "retrns"], ["stub"])
+    with pytest.raises(BadInputError) as failure:
+        prepare("qa", [corpus], qa, home=home, progress=False)
+    assert str(failure.value) == (
+        f"{qa}:2: unknown doc_id 'retrns': no document has this id (did you mean 'returns'?); 1 more row(s) name "
+        "unknown documents. A document's id is its path under the corpus folder without the suffix, or the id "
+        "column of a .jsonl/.csv corpus; fix the ids, or pass --skip-bad-rows to skip such rows"
+    )
+    assert not run_paths("qa", home).root.exists()
+
+
+def test_skip_bad_rows_skips_and_reports_qa_rows_naming_unknown_documents(home, tmp_path):
+    corpus, qa = _qa_corpus(tmp_path), tmp_path / "qa.jsonl"
+    _write_qa(qa, ["a"], ["a", "retrns"], ["stub"])
+    report = prepare("qa", [corpus], qa, home=home, skip_bad_rows=True, progress=False)
+    assert report["qa"]["pairs"] == 1
+    assert report["qa"]["skipped_rows"] == [
+        {"source": f"{qa}:2", "reason": "unknown doc_id 'retrns': no document has this id (did you mean 'returns'?)"},
+        {
+            "source": f"{qa}:3",
+            "reason": "doc_id 'stub' names a document dropped as shorter than prepare.min_doc_words = 5 words",
+        },
+    ]
+    assert [row["doc_id"] for row in report["qa"]["unknown_doc_ids"]] == ["retrns", "stub"]
+    assert "Rows skipped: 2; references to unknown documents: 2" in run_paths("qa", home).quality_md.read_text()
+
+    _write_qa(qa, ["retrns"], ["stub"])
+    with pytest.raises(BadInputError, match="no row names only known documents: is this the QA set of this corpus"):
+        prepare("qa", [corpus], qa, home=home, skip_bad_rows=True, progress=False)

@@ -14,7 +14,7 @@ import torch
 from conftest import DEMO
 from peft import LoraConfig, get_peft_model
 
-from workbench.config import Config
+from workbench.config import Config, LimitsConfig
 from workbench.models import fresh_causal_lm
 from workbench.report.summary import variant_summary
 from workbench.session import Arena, ArenaError, Column, Source, blind_order, load_references, normalise_question
@@ -151,6 +151,26 @@ def test_bad_requests_are_clear_errors(arena):
     session = arena.session("r5", ["base", "ft"])
     with pytest.raises(ArenaError, match="question"):
         next(session.ask("   "))
+
+
+def test_questions_and_histories_are_bounded_and_a_rater_has_one_question_in_flight(arena, monkeypatch):
+    limits = LimitsConfig(question_chars=40, history_turns=2, asks_per_rater=1)
+    monkeypatch.setattr(arena.config, "limits", limits)
+    session = arena.session("r6", ["base", "ft"])
+    with pytest.raises(ArenaError, match="41 characters; at most 40"):
+        next(session.ask("x" * 41))
+    for turn in range(4):
+        list(session.ask(f"Question number {turn}?"))
+    assert all(len(history) == 2 * 2 for history in session.histories.values())  # the last two turns only
+    assert [question for question, _ in session.past] == ["Question number 1?", "Question number 2?"]
+    arena.begin_ask("r6")
+    with pytest.raises(ArenaError, match="still being answered"):
+        arena.begin_ask("r6")
+    arena.begin_ask("r7")  # another rater is not held up
+    arena.end_ask("r6")
+    arena.begin_ask("r6")
+    monkeypatch.setattr("workbench.session.time.monotonic", lambda: 1e12)  # an ask that never ended expires
+    arena.begin_ask("r6")
 
 
 def test_references_are_the_runs_qa_pairs_by_normalised_question(arena):

@@ -27,6 +27,9 @@ class FakeArena:
     def defaults(self) -> list[str]:
         return self.choices()
 
+    def unavailable(self) -> dict[str, str]:
+        return {} if self.adapter else {v: "no adapter yet" for v in ("ft", "ft_rag")}
+
 
 class FakeJob:
     def __init__(self, status: JobStatus):

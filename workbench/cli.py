@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import ipaddress
 import signal
 import sys
 import threading
@@ -193,15 +195,16 @@ def _ask(args: argparse.Namespace) -> int:
             f"`workbench prepare --name {args.name} --corpus PATH`"
         )
     from workbench.engine import Engine
+    from workbench.variants import VariantUnavailable
 
     engine = Engine(load_config(args.config), args.name, args.home)
-    if args.variants:
-        variants = args.variants.split(",")  # the engine refuses a missing one, saying why
-    else:
-        variants = engine.available()
-        for name in engine.config.chat.variants:
-            if name in engine.missing:
-                print(f"not answering with {name}: {engine.missing[name]}", file=sys.stderr)
+    requested = args.variants.split(",") if args.variants else engine.config.chat.variants
+    for name in requested:  # an unbuilt or broken adapter or index costs only the variants that need it
+        if name in engine.missing:
+            print(f"not answering with {name}: {engine.missing[name]}", file=sys.stderr)
+    variants = [name for name in requested if name not in engine.missing]  # the engine refuses unknown ones
+    if not variants:
+        raise VariantUnavailable(f"none of the variants {', '.join(requested)} can answer here (see above)")
     for name, answer in engine.answer(args.question, variants).items():
         sources = f"; sources {', '.join(answer.chunk_ids)}" if answer.chunk_ids else ""
         print(
@@ -212,15 +215,36 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_if_exposed(host: str, what: str, fix: str) -> None:
+    """A loud warning when a server without logins listens beyond this machine."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may well resolve to a public address
+        loopback = False
+    if not loopback:
+        print(
+            f"WARNING: serving on {host} without logins: anyone who can reach this machine can {what}. "
+            f"{fix[0].upper() + fix[1:]}, or keep the default --host 127.0.0.1.",
+            file=sys.stderr,
+        )
+
+
 def _serve_api(args: argparse.Namespace) -> int:
     from workbench.engine import Engine
-    from workbench.serve_api import make_server
+    from workbench.serve_api import load_keys, make_server
 
+    keys = load_keys(args.auth)  # before the model loads, so a bad key file fails at once
     engine = Engine(load_config(args.config), args.name, args.home)
-    server = make_server(engine, args.host, args.port)
+    try:
+        server = make_server(engine, args.host, args.port, keys)
+    except OSError as exc:
+        raise BadInputError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     host, port = server.server_address[:2]
+    if not keys:
+        _warn_if_exposed(host, "use the models", "set keys with --auth FILE or WORKBENCH_API_KEYS")
     print(
-        f"serving {', '.join(engine.local_variants())} at http://{host}:{port}/v1 (OpenAI-compatible; Ctrl-C stops)",
+        f"serving {', '.join(engine.local_variants())} at http://{host}:{port}/v1 (OpenAI-compatible; "
+        f"{'API key required' if keys else 'no API key'}; Ctrl-C stops)",
         flush=True,
     )
     try:
@@ -305,9 +329,27 @@ def _demo_workspace(args: argparse.Namespace) -> Config:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from workbench.auth import Users
     from workbench.ui.app import launch
 
-    launch(home=args.home, name=args.name, host=args.host, port=args.port, config=load_config(args.config))
+    users = Users.load(args.auth) if args.auth else None  # before anything loads, so a bad file fails at once
+    if users is None:
+        _warn_if_exposed(args.host, "rate, train and read every rating", "add logins with --auth FILE")
+    launch(home=args.home, name=args.name, host=args.host, port=args.port, config=load_config(args.config), users=users)
+    return 0
+
+
+def _add_user(args: argparse.Namespace) -> int:
+    from workbench.auth import add_user
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            raise BadInputError("the two passwords differ; nothing was changed")
+    else:  # a script pipes it in: `printf %s "$PASSWORD" | workbench add-user ...`
+        password = sys.stdin.readline().rstrip("\n")
+    new = add_user(args.auth, args.user, args.role, password)
+    print(f"{'added' if new else 'updated'} {args.role} {args.user} in {args.auth}")
     return 0
 
 
@@ -321,6 +363,12 @@ def _run_name(value: str) -> str:
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument(
+        "--auth",
+        metavar="FILE",
+        help="users file (from `workbench add-user`): each person logs in; raters get the arena and their own "
+        "ratings, admins everything. Without it the app has no logins (fine on 127.0.0.1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -400,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--name", type=_run_name, help="run whose adapter and index the variants use")
     api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     api.add_argument("--port", type=int, default=8000)
+    api.add_argument(
+        "--auth",
+        metavar="FILE",
+        help="API keys, one a line (# starts a comment); clients send `Authorization: Bearer KEY`. Without "
+        "--auth the keys come from $WORKBENCH_API_KEYS (comma-separated); with neither, no key is needed",
+    )
 
     check = commands.add_parser("check", parents=[common], help="flag unsupported claims in a JSONL file of answers")
     check.add_argument("--input", required=True, help="JSONL rows with question, answer and optional context")
@@ -414,6 +468,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", parents=[common], help="prepare the shipped demo, then serve it")
     _add_serve_options(demo)
+
+    user = commands.add_parser(
+        "add-user", help="add a login to a users file for `serve --auth` (password from the prompt or stdin)"
+    )
+    user.add_argument("--auth", required=True, metavar="FILE", help="users file (made if missing, mode 0600)")
+    user.add_argument("--user", required=True, help="login name")
+    user.add_argument("--role", required=True, choices=["rater", "admin"], help="rater: the arena; admin: all")
     return parser
 
 
@@ -429,6 +490,7 @@ COMMANDS = {
     "check": _check,
     "serve": _serve,
     "demo": _demo,
+    "add-user": _add_user,
 }
 
 

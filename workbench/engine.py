@@ -110,15 +110,20 @@ class Engine:
         self.system_prompt = config.finetune.system_prompt
         self.model, self.tokenizer = fresh_causal_lm(config.model.base, config.model.device)
         self.model_id = f"{config.model.base}@{_short_hash(resolve(config.model.base).weights_file)}"
-        self.missing: dict[str, str] = {}  # variant -> why it cannot answer here
-        adapters = {}
-        if name is not None:
-            folders = {"ft": run_paths(name, home).adapter, "ft_rag": run_paths(name, home, "ft_rag").adapter}
-            adapters = {key: folder for key, folder in folders.items() if (folder / "adapter_config.json").is_file()}
+        run = name or "NAME"
+        folders = (
+            {"ft": run_paths(name, home).adapter, "ft_rag": run_paths(name, home, "ft_rag").adapter} if name else {}
+        )
+        adapters = {key: folder for key, folder in folders.items() if (folder / "adapter_config.json").is_file()}
+        self.bank = AdapterBank(self.model, adapters, strict=False)  # a broken adapter costs only its variants
+        finetune = f"`workbench finetune --name {run}`"
+        retrain = {"ft": finetune, "ft_rag": f"{finetune} with `finetune.recipe: raft`"}
+        adapter_problems = {
+            key: f"{why}; run {retrain[key]} to train it again" for key, why in self.bank.unusable.items()
+        }
         if "ft" not in adapters:
-            self.missing["ft"] = f"no adapter: run `workbench finetune --name {name or 'NAME'}`"
-        self.bank = AdapterBank(self.model, adapters)
-        self.adapter_ids = {key: _short_hash(folder / "adapter_model.safetensors") for key, folder in adapters.items()}
+            adapter_problems["ft"] = f"no adapter: run {finetune}"
+        self.adapter_ids = {key: _short_hash(adapters[key] / "adapter_model.safetensors") for key in self.bank.names}
         packed = packing_dtype(self.model, config.model.cpu_precision)
         self.precision = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         if packed is not None:
@@ -127,16 +132,26 @@ class Engine:
         self.precision += f", {DECODE_ROWS}-row decoding steps"  # the step shape is part of what fixes the answer
         # Without its own RAFT-trained adapter (recipe `raft`), ft_rag is the ft adapter shown the sources.
         self.adapter_for = {"ft": "ft", "ft_rag": "ft_rag" if "ft_rag" in adapters else "ft"}
-        self.retriever, self.index_id = None, None
-        if name is not None and index_paths(name, home).manifest.is_file():
-            from workbench.retrieval.index import Retriever
-
-            self.retriever = Retriever.load(name, config, home)
-            self.index_id = _short_hash(index_paths(name, home).faiss)
+        self.retriever, self.index_id, index_problem = None, None, None
+        if name is None or not index_paths(name, home).manifest.is_file():
+            index_problem = f"no index: run `workbench index --name {run}`"
         else:
-            self.missing["rag"] = f"no index: run `workbench index --name {name or 'NAME'}`"
-        if "ft" in self.missing or "rag" in self.missing:
-            self.missing["ft_rag"] = " and ".join(self.missing[v] for v in ("ft", "rag") if v in self.missing)
+            from workbench.retrieval.index import IndexUnusable, Retriever
+
+            try:
+                self.retriever = Retriever.load(name, config, home)
+                self.index_id = _short_hash(index_paths(name, home).faiss)
+            except IndexUnusable as exc:  # a corrupt index costs only the RAG variants
+                index_problem = str(exc)
+        needs = {
+            "ft": [adapter_problems.get("ft")],
+            "rag": [index_problem],
+            "ft_rag": [adapter_problems.get(self.adapter_for["ft_rag"]), index_problem],
+        }
+        # variant -> why it cannot answer here: its adapter or index was never built, or cannot be read
+        self.missing: dict[str, str] = {
+            v: " and ".join(filter(None, problems)) for v, problems in needs.items() if any(problems)
+        }
         self.model.set_attn_implementation(ROW_ATTENTION)
         self.stop_ids = _stop_ids(self.model, self.tokenizer)
         self.lock = threading.Lock()  # one turn at a time on the shared weights

@@ -28,6 +28,8 @@ def parse_json(text: str | bytes, max_depth: int = JSON_DEPTH) -> object:
         raise JSONInputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise JSONInputError(f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except ValueError:  # Python refuses to read integers of more than 4,300 digits
+        raise JSONInputError("not valid JSON: a number has too many digits") from None
     if depth(value) > max_depth:
         raise JSONInputError(f"JSON nested too deeply (more than {max_depth} levels)")
     return value

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
@@ -84,35 +85,39 @@ class MultiLoraLinear(nn.Module):
 class AdapterBank:
     """The adapters attached to one model, and the switch that chooses them per row."""
 
-    def __init__(self, model: nn.Module, adapters: dict[str, Path]):
-        """Replace the adapted linear layers of `model` (in place) with `MultiLoraLinear` layers."""
-        self.names = list(adapters)
+    def __init__(self, model: nn.Module, adapters: dict[str, Path], strict: bool = True):
+        """Replace the adapted linear layers of `model` (in place) with `MultiLoraLinear` layers.
+
+        An adapter that cannot be served raises `AdapterUnusable`; with `strict=False` it is left out and its reason
+        kept in `unusable`, so that one broken folder costs only the variants that use it.
+        """
+        modules = dict(model.named_modules())
+        self.unusable: dict[str, str] = {}
+        read = {}
+        for name, folder in adapters.items():
+            try:
+                read[name] = _read_adapter(Path(folder), modules)
+            except AdapterUnusable as exc:
+                if strict:
+                    raise
+                self.unusable[name] = str(exc)
+        self.names = list(read)
         self._chosen = threading.local()  # per thread: the rows whose gates are set
         per_module: dict[str, list] = {}
-        for position, (name, folder) in enumerate(adapters.items()):
-            for module_name, down, up, scale in _read_adapter(Path(folder)):
-                per_module.setdefault(module_name, [None] * len(adapters))[position] = (down, up, scale)
-        modules = dict(model.named_modules())
+        for position, layers in enumerate(read.values()):
+            for module_name, down, up, scale in layers:
+                per_module.setdefault(module_name, [None] * len(read))[position] = (down, up, scale)
         self.layers: list[MultiLoraLinear] = []
         self.offsets: list[list[tuple[int, int]]] = []  # per layer, per adapter: slice of the gate
         for module_name, parts in per_module.items():
-            base = modules.get(module_name)
-            if not isinstance(base, nn.Linear):
-                raise AdapterUnusable(f"adapter module {module_name} is not a linear layer of this base model")
+            base = modules[module_name]
             present = [(i, p) for i, p in enumerate(parts) if p is not None]
-            for _, (down, up, _) in present:
-                if down.shape[1] != base.in_features or up.shape[0] != base.out_features:
-                    raise AdapterUnusable(
-                        f"adapter weights for {module_name} do not fit the base model "
-                        f"({tuple(up.shape[0:1]) + tuple(down.shape[1:])} vs "
-                        f"{(base.out_features, base.in_features)}): was it trained on another base?"
-                    )
             layer = MultiLoraLinear(
                 base, [p[0] for _, p in present], [p[1] for _, p in present], [p[2] for _, p in present]
             )
             parent_name, _, child = module_name.rpartition(".")
             setattr(modules[parent_name] if parent_name else model, child, layer)
-            slices, start = [(0, 0)] * len(adapters), 0
+            slices, start = [(0, 0)] * len(read), 0
             for (i, _), rank in zip(present, layer.ranks):
                 slices[i] = (start, start + rank)
                 start += rank
@@ -142,16 +147,19 @@ class AdapterBank:
             layer.gate = gate
 
 
-def _read_adapter(folder: Path):
-    """(module name, down, up, scale) for each adapted layer of a PEFT LoRA folder, after checking what it uses."""
+def _read_adapter(folder: Path, modules: dict[str, nn.Module]) -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
+    """(module name, down, up, scale) for each adapted layer of a PEFT LoRA folder, after checking that it is readable,
+    uses only what this bank serves, and fits the base model's `modules`."""
     config_file, weights_file = folder / "adapter_config.json", folder / "adapter_model.safetensors"
     for needed in (config_file, weights_file):
         if not needed.is_file():
             raise AdapterUnusable(f"{needed}: missing; a PEFT adapter folder needs adapter_config.json and safetensors")
     try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
+        config = json.loads(config_file.read_bytes())
+    except ValueError as exc:  # not JSON, or not text at all
         raise AdapterUnusable(f"{config_file}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise AdapterUnusable(f"{config_file}: not a PEFT adapter config (a JSON object)")
     unsupported = {
         "peft_type": config.get("peft_type") not in (None, "LORA"),
         "use_dora": bool(config.get("use_dora")),
@@ -163,16 +171,32 @@ def _read_adapter(folder: Path):
     if any(unsupported.values()):
         fields = ", ".join(k for k, bad in unsupported.items() if bad)
         raise AdapterUnusable(f"{config_file}: {fields} not supported here; train a plain LoRA adapter")
-    weights = load_file(weights_file)
+    try:
+        weights = load_file(weights_file)
+    except SafetensorError as exc:  # truncated or not safetensors at all
+        raise AdapterUnusable(f"{weights_file}: unreadable ({exc})") from None
+    layers = []
     for module_name in sorted({key.rsplit(".lora_", 1)[0] for key in weights if ".lora_" in key}):
         down, up = weights.get(f"{module_name}.lora_A.weight"), weights.get(f"{module_name}.lora_B.weight")
         if down is None or up is None:
             raise AdapterUnusable(f"{weights_file}: {module_name} lacks lora_A or lora_B weights")
         name = module_name.removeprefix(PREFIX)
+        base = modules.get(name)
+        if not isinstance(base, nn.Linear):
+            raise AdapterUnusable(f"{weights_file}: module {name} is not a linear layer of this base model")
+        if down.shape[1] != base.in_features or up.shape[0] != base.out_features:
+            raise AdapterUnusable(
+                f"{weights_file}: weights for {name} do not fit the base model "
+                f"({tuple(up.shape[0:1]) + tuple(down.shape[1:])} vs "
+                f"{(base.out_features, base.in_features)}): was it trained on another base?"
+            )
         rank = down.shape[0]
         alpha = _pattern_value(config.get("alpha_pattern") or {}, name, config.get("lora_alpha", rank))
         scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
-        yield name, down, up, scale
+        layers.append((name, down, up, scale))
+    if not layers:
+        raise AdapterUnusable(f"{weights_file}: holds no LoRA weights")
+    return layers
 
 
 def _pattern_value(patterns: dict, module_name: str, default):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 QA_TYPES = ("fact", "numeric", "procedure", "multi_doc", "unanswerable")
 """Question types of a QA set; `unanswerable` questions have an abstention as their reference answer."""
+COLUMN_LABELS = "ABCD"
+"""The arena's columns, in order: a conversation's blind order puts its variants under them."""
 
 
 SCALAR_TYPES = (str, int, float, bool, type(None))
@@ -142,28 +144,21 @@ def read_split(path: Path) -> list[Example]:
     """The examples of a prepared split file, one per non-blank line, in file order.
 
     Older files may lack the optional fields (`doc_id`, `doc_ids`, `type`, `paraphrases`, `fields`); unknown
-    fields are ignored. A line that is not a JSON object, lacks a required field or has a field of the wrong type is a
-    `BadInputError` naming `file:line` and the field.
+    fields are ignored. A line that is not a JSON object (or not UTF-8, or nested too deeply), lacks a required field
+    or has a field of the wrong type is a `BadInputError` naming `file:line` and the field.
     """
     path = Path(path)
     redo = f"re-run `workbench prepare --name {path.parent.parent.name}` to rewrite it"
     if not path.is_file():
         raise _bad_input(f"{path}: no such split file; {redo}")
-    examples = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                examples.append(_example_from_line(line, f"{path}:{number}", redo))
-    return examples
+    from workbench.data.loaders import read_jsonl  # loaders reads into these records: import when needed
+
+    return [_example_from_row(row, f"{path}:{number}", redo) for number, row in read_jsonl(path)]
 
 
-def _example_from_line(line: str, where: str, redo: str) -> Example:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise _bad_input(f"{where}: not valid JSON ({exc.msg}); {redo}") from None
-    if not isinstance(row, dict):
-        raise _bad_input(f"{where}: expected a JSON object, found {type(row).__name__}; {redo}")
+def _example_from_row(row: dict | str, where: str, redo: str) -> Example:
+    if isinstance(row, str):
+        raise _bad_input(f"{where}: {row}; {redo}")
     values = {}
     for name, expected in _EXAMPLE_FIELDS.items():
         if name not in row:

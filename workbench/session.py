@@ -18,20 +18,24 @@ from __future__ import annotations
 import random
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from workbench.config import Config
+from workbench.config import Config, LimitsConfig
 from workbench.data.loaders import BadInputError
 from workbench.data.split import SPLITS
-from workbench.records import read_split
+from workbench.records import COLUMN_LABELS, read_split
 from workbench.scoring import ScoreItem, Scorer, configured_detector
 from workbench.variants import REMOTE_PREFIX, Decoding
 from workbench.workspace import resolve_home, run_paths
 
-LABELS = "ABCD"
+LABELS = COLUMN_LABELS
 MIN_VARIANTS, MAX_VARIANTS = 2, 4
+ASK_EXPIRY_S = 120.0
+"""A rater's accepted question stops counting against their limit after this long, answered or not: a browser that
+left while its question waited (Gradio then drops the question) must not lock its rater out for long."""
 TURN_VOTES = ("tie", "all_bad")
 """Votes about the whole turn; a column label as the vote means that column's answer is the best."""
 
@@ -115,6 +119,7 @@ class ArenaSession:
         references: dict[str, dict] | None = None,
         decoding: Decoding | None = None,
         seed: int | None = None,
+        limits: LimitsConfig | None = None,
     ):
         variants = list(dict.fromkeys(variants))
         if not MIN_VARIANTS <= len(variants) <= MAX_VARIANTS:
@@ -122,10 +127,12 @@ class ArenaSession:
         unavailable = [v for v in variants if v not in engine.local_variants() and not v.startswith("remote:")]
         if unavailable:
             have = ", ".join(engine.local_variants())
-            raise ArenaError(f"variant(s) {', '.join(unavailable)} cannot answer here; available: {have}")
+            why = "; ".join(f"{v}: {engine.missing.get(v, 'unknown variant')}" for v in unavailable)
+            raise ArenaError(f"variant(s) {', '.join(unavailable)} cannot answer here ({why}); available: {have}")
         self.engine, self.store, self.run, self.rater = engine, store, run, rater
         self.variants = variants
         self.scorer, self.references, self.decoding = scorer or Scorer(), references or {}, decoding
+        self.limits = limits or LimitsConfig()
         self._seeds = random.Random(seed if seed is not None else secrets.randbits(64))
         self._lock = threading.Lock()
         self._chunks: dict | None = None
@@ -157,6 +164,12 @@ class ArenaSession:
             raise ArenaError("this session is busy answering; wait for the answers to finish")
         return _Release(self._lock)
 
+    def _recent(self, items: list, per_turn: int) -> list:
+        """The last `limits.history_turns` turns of `items` (`per_turn` items each): what a question is sent with
+        and what a column shows, so a long conversation's state stays bounded."""
+        keep = self.limits.history_turns * per_turn
+        return items[-keep:] if keep else []
+
     # -- asking ----------------------------------------------------------------------------------------------------
 
     def ask(self, question: str) -> Iterator[Column]:
@@ -168,6 +181,11 @@ class ArenaSession:
         question = (question or "").strip()
         if not question:
             raise ArenaError("type a question first")
+        if len(question) > self.limits.question_chars:
+            raise ArenaError(
+                f"the question has {len(question)} characters; at most {self.limits.question_chars} are accepted "
+                "(limits.question_chars)"
+            )
         with self._locked():
             if self.voted:
                 raise ArenaError("the names are revealed: start a new conversation to keep comparing blind")
@@ -175,7 +193,7 @@ class ArenaSession:
                 self.conversation_id = self.store.start_conversation(self.run, self.rater, self.variants, self.order)
             label_of = {v: label for label, v in self._variant_of.items()}
             if self.question is not None:
-                self.past.append((self.question, {c.label: c.text for c in self.columns}))
+                self.past = self._recent([*self.past, (self.question, {c.label: c.text for c in self.columns})], 1)
             self.question = question
             self.columns = [Column(label) for label in self.labels]
             self._answers, self.turn_id = {}, None
@@ -192,10 +210,8 @@ class ArenaSession:
                 events.close()
             for variant in self.order:
                 answer = self._answers[label_of[variant]]
-                self.histories[variant] += [
-                    {"role": "user", "content": question},
-                    {"role": "assistant", "content": answer.text},
-                ]
+                turn = [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+                self.histories[variant] = self._recent(self.histories[variant] + turn, 2)
             self.turns += 1
             self._check(question)
             for column in self.columns:
@@ -319,6 +335,7 @@ class Arena:
         self.detector, self.detector_problem = None, None
         self._engine = None
         self._lock = threading.Lock()
+        self._asks: dict[str, list[float]] = {}  # rater -> when each of their asks in flight was accepted
 
     @property
     def engine(self):
@@ -349,9 +366,33 @@ class Arena:
         """Every variant that can answer here: the local ones, then the configured remote endpoints."""
         return self.engine.local_variants() + [REMOTE_PREFIX + r for r in self.config.chat.remotes]
 
+    def unavailable(self) -> dict[str, str]:
+        """The configured variants that cannot answer here, each with why (an adapter or index missing or broken)."""
+        missing = self.engine.missing if self.name else {}
+        return {v: missing[v] for v in self.config.chat.variants if v in missing}
+
     def defaults(self) -> list[str]:
         """The configured variants that can answer here (at most four)."""
         return self.engine.available()[:MAX_VARIANTS]
+
+    def begin_ask(self, rater: str) -> None:
+        """Accept one more question from `rater`, or refuse it while `limits.asks_per_rater` of theirs are queued
+        or answering, so that one rater cannot fill the queue everyone shares. `end_ask` releases it; an ask that
+        never ends (its browser left while queued) stops counting after ASK_EXPIRY_S."""
+        now = time.monotonic()
+        with self._lock:
+            live = [t for t in self._asks.get(rater, []) if now - t < ASK_EXPIRY_S]
+            if len(live) >= self.config.limits.asks_per_rater:
+                raise ArenaError("your previous question is still being answered; ask again when it is done")
+            self._asks[rater] = [*live, now]
+
+    def end_ask(self, rater: str) -> None:
+        with self._lock:
+            started = self._asks.get(rater, [])[1:]
+            if started:
+                self._asks[rater] = started
+            else:
+                self._asks.pop(rater, None)
 
     def session(self, rater: str, variants: list[str], seed: int | None = None) -> ArenaSession:
         if not self.name:
@@ -366,6 +407,7 @@ class Arena:
             scorer=Scorer(self.detector),
             references=self.references,
             seed=seed,
+            limits=self.config.limits,
         )
 
 

@@ -2,7 +2,9 @@
 
 `--home DIR` (default: `WORKBENCH_HOME`, else the current directory) holds `runs/NAME/`, `indexes/NAME/` and
 `workbench.db`. Every artifact is written to a temporary file in the same folder and renamed into place, so a
-crash never leaves a half-written file behind.
+crash never leaves a half-written file behind; a step that writes several files (prepare, index) writes them all
+into a staging folder first and switches them in together (`staged_version`), so a failed step, a full disk
+included, leaves the previous version whole.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import re
 import resource
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -117,8 +120,9 @@ def index_paths(name: str, home: str | Path | None = None) -> IndexPaths:
     return IndexPaths(resolve_home(home) / "indexes" / check_name(name))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary sibling and an atomic rename."""
+def write_text_atomic(path: Path, text: str, private: bool = False) -> None:
+    """Write `text` to `path` through a temporary sibling and an atomic rename; `private` keeps it readable by its
+    owner only (0600) from the first byte, as for secrets."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -126,7 +130,8 @@ def write_text_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an artifact gets the permissions any file gets
+        if not private:  # mkstemp makes 0600; an artifact gets the permissions any file gets
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -144,14 +149,66 @@ def _umask() -> int:
     return 0o022
 
 
+@contextmanager
+def staged_version(target: Path, keep_others: bool = False) -> Iterator[Path]:
+    """A staging folder to write the next version of folder `target` into, switched in when the block succeeds.
+
+    The staging folder replaces `target` whole, or, with `keep_others`, only the files written into it replace
+    theirs in `target` and every other file there (a run's adapters, checkpoints, curves) stays as it is. On any
+    failure, while writing or while switching, the staging folder is removed and `target` keeps its previous
+    version byte for byte: a failed step leaves the previous one usable.
+    """
+    keep_others = keep_others and target.exists()  # a new folder has nothing to keep: switch it in whole
+    parent = target if keep_others else target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    try:
+        yield staging
+        (_replace_files if keep_others else replace_folder)(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def replace_folder(staging: Path, target: Path) -> None:
-    """Replace folder `target` with `staging` (a sibling) so that readers see either the old or the new one whole."""
+    """Replace folder `target` with `staging` (a sibling) so that readers see either the old or the new one whole;
+    the old one is renamed aside and removed only after the switch, or renamed back if the switch fails."""
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         os.replace(target, old)
-    os.replace(staging, target)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if old.exists():
+            os.replace(old, target)
+        raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _replace_files(staging: Path, target: Path) -> None:
+    """Move every file of `staging` to its place in `target`, each old one renamed aside first; if a move fails,
+    the new files are taken out and the old ones put back (renames write no file data, so this works on a full
+    disk). The old files are removed only once every new one is in place."""
+    aside = Path(tempfile.mkdtemp(prefix=".old.", dir=target))
+    moved: list[tuple[Path, Path | None]] = []  # (place in target, its old file set aside or None)
+    try:
+        for number, file in enumerate(sorted(p for p in staging.rglob("*") if p.is_file())):
+            place = target / file.relative_to(staging)
+            old = aside / str(number) if place.exists() else None
+            if old is not None:
+                os.replace(place, old)
+            moved.append((place, old))
+            place.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, place)
+    except BaseException:
+        for place, old in reversed(moved):
+            if old is None:
+                place.unlink(missing_ok=True)
+            else:
+                os.replace(old, place)
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_json_atomic(path: Path, obj) -> None:

@@ -1,22 +1,27 @@
 """Read a corpus (files or row files) and a QA set into records, reporting every file skipped and why.
 
-Unreadable or binary files are skipped with a reason; a malformed JSONL/CSV row is a `BadInputError` naming
-`file:line`, unless `skip_bad_rows` is set, in which case the row is skipped and reported apart from skipped files
-(a file with a bad row was still read).
+Unreadable or binary document files are skipped with a reason. A bad JSONL/CSV row (not JSON, not UTF-8, nested too
+deeply, a field missing or of the wrong type) is a `BadInputError` naming `file:line` and the field, unless
+`skip_bad_rows` is set, in which case the row is skipped and reported apart from skipped files (a file with a bad row
+was still read). A row file that cannot be read at all, or a CSV file whose structure breaks (a field over
+`CSV_FIELD_CHARS`, text that is not UTF-8), is a `BadInputError` either way: the rows after the break cannot be
+trusted.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
+import math
 import re
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from workbench.limits import JSON_DEPTH, JSONInputError, parse_json
 from workbench.records import QA_TYPES, Document, QAPair, is_scalar
 
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
@@ -24,10 +29,20 @@ ROW_SUFFIXES = (".jsonl", ".csv")
 QA_SUFFIXES = (".jsonl", ".csv")
 QA_KEYS = ("id", "question", "answer", "doc_id", "doc_ids", "type", "paraphrases")
 """Keys of a QA row that `load_qa` reads into `QAPair` attributes; any other key is an extra field (`fields`)."""
+CSV_FIELD_CHARS = 4 * 1024 * 1024
+"""Longest CSV field accepted, in characters: a long book fits (Python's default, 131,072, rejects a long manual);
+anything bigger belongs in its own document file."""
+HTML_DEPTH = 256
+"""Deepest tag nesting of an HTML page we convert: real pages nest a few dozen levels, and the conversion's cost
+grows with the square of the depth (100,000 nested tags would take many minutes)."""
 
 
 class BadInputError(ValueError):
     """Input that cannot be used as given; the message names the file (and line) and what to do."""
+
+
+class _RowError(ValueError):
+    """What is wrong with one row, without its `file:line`: the row reader adds that and raises or skips."""
 
 
 @dataclass
@@ -82,6 +97,8 @@ def _html_to_text(html: str) -> tuple[str, str | None]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
+    if _tag_depth(soup) > HTML_DEPTH:
+        raise BadInputError(f"HTML nested more than {HTML_DEPTH} tags deep")
     title = soup.title.get_text(" ", strip=True) if soup.title else None
     for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "template", "svg", "head"]):
         tag.decompose()
@@ -99,6 +116,18 @@ def _html_to_text(html: str) -> tuple[str, str | None]:
     lines = [" ".join(line.split()) for line in soup.get_text().splitlines()]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return text, title
+
+
+def _tag_depth(soup) -> int:
+    """Deepest tag nesting of a parsed page, walked without recursion."""
+    from bs4 import Tag
+
+    deepest, stack = 0, [(soup, 0)]
+    while stack:
+        tag, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in tag.children if isinstance(child, Tag))
+    return deepest
 
 
 def _pdf_to_text(path: Path) -> str:
@@ -141,80 +170,153 @@ def _read_document_file(path: Path, doc_id: str, report: LoadReport) -> Document
             return None
         title = None
         if suffix in (".html", ".htm"):
-            text, title = _html_to_text(text)
+            try:
+                text, title = _html_to_text(text)
+            except BadInputError as exc:
+                report.skip(source, str(exc))
+                return None
         title = title or _title_from_text(text, path.stem)
     report.files_read.append(source)
     return Document(id=doc_id, title=title, text=text, source=source, format=suffix.lstrip("."))
 
 
-def _parse_rows(path: Path, report: LoadReport, skip_bad_rows: bool) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, row dict) from a JSONL or CSV file; bad rows raise or are reported as skipped."""
+def read_jsonl(path: Path, max_depth: int = JSON_DEPTH) -> Iterator[tuple[int, dict | str]]:
+    """Yield `(line number, row)` for each non-blank line of a JSONL file, or `(line number, problem)` for a line
+    that is not UTF-8, not JSON, nested more than `max_depth` deep or not an object: each caller stops or skips.
+
+    Lines end at `\\n` only, as in editors and in JSON itself, so a raw U+2028 inside a string stays in its row.
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                if raw.strip():
+                    yield number, _json_row(raw, max_depth)
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _json_row(raw: bytes, max_depth: int) -> dict | str:
+    try:
+        row = parse_json(raw.decode("utf-8-sig"), max_depth)
     except UnicodeDecodeError as exc:
-        raise BadInputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8") from None
-    if path.suffix.lower() == ".jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                _bad_row(path, number, f"invalid JSON: {exc}", report, skip_bad_rows)
-                continue
-            if not isinstance(row, dict):
-                _bad_row(
-                    path,
-                    number,
-                    f"invalid JSON: expected a JSON object, got {type(row).__name__}",
-                    report,
-                    skip_bad_rows,
-                )
-                continue
-            yield number, row
-    else:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        if not reader.fieldnames:
-            raise BadInputError(f"{path}: empty CSV, expected a header row")
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                _bad_row(path, reader.line_num, f"malformed CSV: {exc}", report, skip_bad_rows)
-                continue
-            if None in row:
-                _bad_row(path, reader.line_num, "more fields than the header has", report, skip_bad_rows)
-                continue
-            yield reader.line_num, row
+        return f"not UTF-8 text ({exc.reason} at byte {exc.start} of the line); re-save the file as UTF-8"
+    except JSONInputError as exc:
+        return str(exc)
+    return row if isinstance(row, dict) else f"expected a JSON object, got {_kind(row)}"
 
 
-def _bad_row(path: Path, line: int, problem: str, report: LoadReport, skip_bad_rows: bool) -> None:
-    where = f"{path}:{line}"
-    if not skip_bad_rows:
-        raise BadInputError(f"{where}: {problem} (fix the row, or pass --skip-bad-rows to skip such rows)")
-    report.skip_row(where, problem)
+def _read_csv(path: Path) -> Iterator[tuple[int, dict | str]]:
+    """Yield `(line number where the row starts, row)` for each data row of a CSV file, or `(line, problem)`.
 
-
-def _rows_to_documents(path: Path, report: LoadReport, skip_bad_rows: bool) -> list[Document]:
-    docs = []
-    for line, row in _parse_rows(path, report, skip_bad_rows):
-        text = row.get("text")
-        if not isinstance(text, str) or not text.strip():
-            _bad_row(path, line, "missing or empty 'text' field (rows need id,title,text)", report, skip_bad_rows)
+    Blank lines are skipped; a row with more fields than the header is a problem, one with fewer lacks the rest.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise BadInputError(f"{path}:{line}: not UTF-8 text ({exc.reason}); re-save the file as UTF-8") from None
+    csv.field_size_limit(CSV_FIELD_CHARS)  # process-wide: the csv module has no per-reader limit
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = None
+    while True:
+        start = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problem = f"malformed CSV: {exc}"
+            if "field limit" in str(exc):
+                problem = f"a field is longer than {CSV_FIELD_CHARS:,} characters; put long texts in their own file"
+            raise BadInputError(f"{path}:{start}: {problem}") from None
+        if not cells:
             continue
-        doc_id = str(row.get("id") or f"{path.stem}-{line}").strip()
-        title = str(row.get("title") or "").strip() or _title_from_text(text, doc_id)
-        docs.append(Document(id=doc_id, title=title, text=text, source=f"{path}:{line}", format=path.suffix[1:]))
+        if header is None:
+            repeated = [name for name, count in Counter(cells).items() if count > 1]
+            if repeated:
+                raise BadInputError(f"{path}:{start}: column {repeated[0]!r} appears twice in the header; rename one")
+            header = cells
+        elif len(cells) > len(header):
+            yield start, "more fields than the header has"
+        else:
+            yield start, dict(zip(header, cells))
+    if header is None:
+        raise BadInputError(f"{path}: empty CSV, expected a header row")
+
+
+def _load_rows(
+    path: Path, to_record: Callable[[dict, str], object], report: LoadReport, skip_bad_rows: bool, json_depth: int
+) -> list:
+    """Each row of a JSONL or CSV file made into a record by `to_record(row, "file:line")`, which raises `_RowError`
+    for a bad row: that row is a `BadInputError`, or with `skip_bad_rows` reported in `report` and skipped."""
+    rows = read_jsonl(path, json_depth) if path.suffix.lower() == ".jsonl" else _read_csv(path)
+    records = []
+    for line, row in rows:
+        where = f"{path}:{line}"
+        try:
+            if isinstance(row, str):
+                raise _RowError(row)
+            records.append(to_record(row, where))
+        except _RowError as exc:
+            if not skip_bad_rows:
+                raise BadInputError(
+                    f"{where}: {exc} (fix the row, or pass --skip-bad-rows to skip such rows)"
+                ) from None
+            report.skip_row(where, str(exc))
     report.files_read.append(str(path))
-    return docs
+    return records
+
+
+def _row_to_document(row: dict, where: str) -> Document:
+    """A corpus row as a document; without an id it is named `STEM-LINE` after its file and line."""
+    text = row.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise _RowError("missing or empty 'text' field (rows need id,title,text)")
+    path, line = where.rsplit(":", 1)
+    doc_id = _optional_id(row, "id") or f"{Path(path).stem}-{line}"
+    title = _optional_text(row, "title") or _title_from_text(text, doc_id)
+    return Document(id=doc_id, title=title, text=text, source=where, format=Path(path).suffix[1:])
+
+
+def _optional_id(row: dict, key: str) -> str | None:
+    """An id-like value (`id`, `doc_id`) as text: a string or an integer; None when absent, null or blank."""
+    value = row.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _RowError(f"'{key}' must be text or a whole number, not {_kind(value)}")
+    return str(value).strip()
+
+
+def _optional_text(row: dict, key: str) -> str | None:
+    """A text value, stripped; None when absent, null or blank."""
+    value = row.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _RowError(f"'{key}' must be text, not {_kind(value)}")
+    return (value or "").strip() or None
+
+
+def _kind(value) -> str:
+    """A JSON value's kind in the words a user knows from their file."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    kinds = {str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def load_corpus(
-    paths: list[str | Path], skip_bad_rows: bool = False, progress: bool = True
+    paths: list[str | Path], skip_bad_rows: bool = False, progress: bool = True, json_depth: int = JSON_DEPTH
 ) -> tuple[list[Document], LoadReport]:
-    """Load every supported file under the given folders/files; ids are unique (file stem, else relative path)."""
+    """Load every supported file under the given folders/files; ids are unique (file stem, else relative path).
+
+    A row file's `id` may be text or a whole number and its `title` text; `json_depth` bounds JSONL nesting
+    (`limits.json_depth`)."""
     report = LoadReport()
     docs: list[Document] = []
     files = [(Path(root), file) for root in paths for file in _list_files(Path(root))]
@@ -223,7 +325,7 @@ def load_corpus(
         if file.name.startswith("."):
             report.skip(str(file), "hidden file")
         elif suffix in ROW_SUFFIXES:
-            docs.extend(_rows_to_documents(file, report, skip_bad_rows))
+            docs.extend(_load_rows(file, _row_to_document, report, skip_bad_rows, json_depth))
         elif suffix in DOCUMENT_SUFFIXES:
             rel = file.relative_to(root) if root.is_dir() else Path(file.name)
             doc = _read_document_file(file, rel.with_suffix("").as_posix(), report)
@@ -247,28 +349,35 @@ def _make_ids_unique(docs: list[Document]) -> None:
             seen[base] = 1
 
 
-def _as_list(value, field_name: str, where: str) -> list[str]:
+def _as_list(row: dict, key: str, ids: bool = False) -> list[str]:
+    """A list of strings (or with `ids`, document ids: strings or whole numbers), given as a JSON list or, in CSV, as
+    a JSON list or `a|b` text."""
+    value = row.get(key)
     if value is None or value == "":
         return []
     if isinstance(value, str):
         stripped = value.strip()
-        if stripped.startswith("["):
-            try:
-                value = json.loads(stripped)
-            except ValueError:
-                raise BadInputError(f"{where}: '{field_name}' looks like a JSON list but does not parse") from None
-        else:
+        if not stripped.startswith("["):
             return [part.strip() for part in stripped.split("|") if part.strip()]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadInputError(f"{where}: '{field_name}' must be a list of strings")
-    return [v.strip() for v in value if v.strip()]
+        try:
+            value = parse_json(stripped)
+        except ValueError as exc:
+            raise _RowError(f"'{key}' looks like a JSON list but does not parse: {exc}") from None
+    allowed = (str, int) if ids else str
+    if not isinstance(value, list) or not all(isinstance(v, allowed) and not isinstance(v, bool) for v in value):
+        raise _RowError(f"'{key}' must be a list of {'document ids' if ids else 'strings'}")
+    return [text for text in (str(v).strip() for v in value) if text]
 
 
-def load_qa(path: str | Path, skip_bad_rows: bool = False) -> tuple[list[QAPair], LoadReport]:
+def load_qa(
+    path: str | Path, skip_bad_rows: bool = False, json_depth: int = JSON_DEPTH
+) -> tuple[list[QAPair], LoadReport]:
     """Load a QA set (.jsonl or .csv) with `question,answer` and optional `id,doc_id,doc_ids,type,paraphrases`.
 
-    Every other key is kept in `QAPair.fields` so reports can group by it: in JSONL its value must be a single
-    value (text, number, true/false or null); in CSV every extra column is text, and empty cells are left out.
+    An answer may be a number (kept as its text, "42"); ids and doc ids may be text or whole numbers. Every other key
+    is kept in `QAPair.fields` so reports can group by it: in JSONL its value must be a single value (text, finite
+    number, true/false or null); in CSV every extra column is text, and empty cells are left out. `json_depth` bounds
+    JSON nesting (`limits.json_depth`).
     """
     path = Path(path)
     if not path.is_file():
@@ -276,18 +385,11 @@ def load_qa(path: str | Path, skip_bad_rows: bool = False) -> tuple[list[QAPair]
     if path.suffix.lower() not in QA_SUFFIXES:
         raise BadInputError(f"{path}: a QA set must be .jsonl or .csv with question,answer columns")
     report = LoadReport()
-    pairs: list[QAPair] = []
     ids: set[str] = set()
     from_csv = path.suffix.lower() == ".csv"
-    for line, row in _parse_rows(path, report, skip_bad_rows):
-        where = f"{path}:{line}"
-        try:
-            pairs.append(_row_to_qa(row, where, ids, from_csv))
-        except BadInputError as exc:
-            if not skip_bad_rows:
-                raise
-            report.skip_row(where, str(exc).removeprefix(f"{where}: "))
-    report.files_read.append(str(path))
+    pairs = _load_rows(
+        path, lambda row, where: _row_to_qa(row, where, ids, from_csv), report, skip_bad_rows, json_depth
+    )
     if not pairs:
         raise BadInputError(f"{path}: no QA pairs found (expected rows with question and answer)")
     return pairs, report
@@ -295,44 +397,52 @@ def load_qa(path: str | Path, skip_bad_rows: bool = False) -> tuple[list[QAPair]
 
 def _row_to_qa(row: dict, where: str, ids: set[str], from_csv: bool) -> QAPair:
     question, answer = row.get("question"), row.get("answer")
+    if question is not None and not isinstance(question, str):
+        raise _RowError(f"'question' must be text, not {_kind(question)}")
+    if isinstance(answer, bool) or not isinstance(answer, str | int | float | None):
+        raise _RowError(f"'answer' must be text or a number, not {_kind(answer)}")
+    if isinstance(answer, float) and not math.isfinite(answer):
+        raise _RowError(f"'answer' must be text or a finite number, not {answer}")
     for name, value in (("question", question), ("answer", answer)):
-        if not isinstance(value, str) or not value.strip():
-            raise BadInputError(f"{where}: missing or empty '{name}'")
-    qa_type = (row.get("type") or None) and str(row["type"]).strip()
+        if value is None or not str(value).strip():
+            raise _RowError(f"missing or empty '{name}'")
+    qa_type = _optional_text(row, "type")
     if qa_type is not None and qa_type not in QA_TYPES:
-        raise BadInputError(f"{where}: unknown type {qa_type!r}; use one of {', '.join(QA_TYPES)}")
-    fields = _extra_fields(row, where, from_csv)
-    doc_id = row.get("doc_id") or None
-    doc_ids = _as_list(row.get("doc_ids"), "doc_ids", where) or ([str(doc_id)] if doc_id else [])
-    pair_id = str(row.get("id") or f"qa-{len(ids) + 1:05d}")
+        raise _RowError(f"unknown type {qa_type!r}; use one of {', '.join(QA_TYPES)}")
+    fields = _extra_fields(row, from_csv)
+    doc_id = _optional_id(row, "doc_id")
+    doc_ids = _as_list(row, "doc_ids", ids=True) or ([doc_id] if doc_id else [])
+    pair_id = _optional_id(row, "id") or f"qa-{len(ids) + 1:05d}"
     if pair_id in ids:
-        raise BadInputError(f"{where}: duplicate id {pair_id!r}; ids must be unique")
+        raise _RowError(f"duplicate id {pair_id!r}; ids must be unique")
     ids.add(pair_id)
     return QAPair(
         id=pair_id,
         question=question.strip(),
-        answer=answer.strip(),
+        answer=str(answer).strip(),
         source=where,
-        doc_id=str(doc_id) if doc_id else None,
+        doc_id=doc_id,
         doc_ids=doc_ids,
         type=qa_type,
-        paraphrases=_as_list(row.get("paraphrases"), "paraphrases", where),
+        paraphrases=_as_list(row, "paraphrases"),
         fields=fields,
     )
 
 
-def _extra_fields(row: dict, where: str, from_csv: bool) -> dict:
+def _extra_fields(row: dict, from_csv: bool) -> dict:
     """The row's keys beyond `QA_KEYS`, each a single value (text stripped); a CSV row's empty cells are left out."""
     fields = {}
     for key, value in row.items():
         if key in QA_KEYS or not key.strip():
             continue
-        if from_csv and (value is None or not value.strip()):
+        if from_csv and not value.strip():
             continue
         if not is_scalar(value):
-            raise BadInputError(
-                f"{where}: field {key!r} must be a single value (text, number or true/false) to group results by, "
+            raise _RowError(
+                f"field {key!r} must be a single value (text, number or true/false) to group results by, "
                 f"not {'a list' if isinstance(value, list) else 'an object'}; flatten it or drop it from the row"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _RowError(f"field {key!r} must be a finite number, not {value}")
         fields[key] = value.strip() if isinstance(value, str) else value
     return fields

@@ -2,12 +2,14 @@
 
 Stages run in this order, each feeding the quality report: load -> repair text -> strip boilerplate -> redact PII
 -> drop short, exact-duplicate and near-duplicate documents -> QA (or corpus-derived) examples -> grouped,
-stratified split -> leakage check. All outputs are computed before the first one is written, and each is written
-atomically, so a failed run leaves the previous outputs untouched.
+stratified split -> leakage check. All outputs are computed first, then written into a staging folder and switched
+in together (`staged_version`), so a failed run, a full disk included, leaves the previous run's outputs as they
+were; the run folder's other files (adapters, checkpoints, training curves) are never touched.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import statistics
 import time
@@ -26,10 +28,12 @@ from workbench.data.loaders import BadInputError, load_corpus, load_qa
 from workbench.data.quality import quality_markdown
 from workbench.records import Document, Example, QAPair
 from workbench.workspace import (
+    RunPaths,
     file_sha256,
     package_versions,
     read_json,
     run_paths,
+    staged_version,
     write_json_atomic,
     write_jsonl_atomic,
     write_text_atomic,
@@ -52,7 +56,9 @@ def prepare(
     started = time.perf_counter()
 
     timings: dict[str, float] = {}
-    docs, load_report = load_corpus(corpus, skip_bad_rows=skip_bad_rows, progress=progress)
+    docs, load_report = load_corpus(
+        corpus, skip_bad_rows=skip_bad_rows, progress=progress, json_depth=config.limits.json_depth
+    )
     timings["load"] = time.perf_counter() - started
     input_files = sorted(set(load_report.files_read))
     report: dict = {
@@ -67,17 +73,10 @@ def prepare(
     docs = _clean_documents(docs, settings, report, progress)
     timings["clean_and_dedup"] = time.perf_counter() - started - sum(timings.values())
     if not docs:
-        skipped = load_report.skipped + load_report.skipped_rows
-        reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:5])
-        raise BadInputError(
-            f"{', '.join(map(str, corpus))}: no usable documents ({len(load_report.files_read)} file(s) read, "
-            f"{len(load_report.skipped)} file(s) and {len(load_report.skipped_rows)} row(s) skipped"
-            f"{': ' + reasons if reasons else ''}). Point --corpus at a folder of "
-            ".md/.txt/.html/.pdf files or a .jsonl/.csv with id,title,text"
-        )
+        raise BadInputError(_no_documents(corpus, load_report, report["documents"], settings.min_doc_words))
 
     if qa is not None:
-        examples, qa_info = _qa_examples(qa, docs, report["duplicates"], settings, skip_bad_rows)
+        examples, qa_info = _qa_examples(qa, docs, report, config, skip_bad_rows)
         report["qa"] = qa_info
     else:
         examples = _corpus_examples(docs, settings)
@@ -107,15 +106,17 @@ def prepare(
     report["timings"] = {stage: round(seconds, 3) for stage, seconds in timings.items()}
     report["seconds"] = round(time.perf_counter() - started, 3)
 
-    outputs = {
-        **{paths.split(name): [e.example.to_dict() for e in rows] for name, rows in by_split.items()},
-        paths.documents: [doc.to_dict() for doc in docs],
-    }
-    for path, rows in outputs.items():
-        write_jsonl_atomic(path, rows)
-    write_json_atomic(paths.quality_json, report)
-    write_text_atomic(paths.quality_md, quality_markdown(report))
-    _write_manifest(paths, config, corpus, qa, input_files, list(outputs), report)
+    with staged_version(paths.root, keep_others=True) as staging:
+        staged = RunPaths(staging)
+        outputs = {
+            **{staged.split(name): [e.example.to_dict() for e in rows] for name, rows in by_split.items()},
+            staged.documents: [doc.to_dict() for doc in docs],
+        }
+        for path, rows in outputs.items():
+            write_jsonl_atomic(path, rows)
+        write_json_atomic(staged.quality_json, report)
+        write_text_atomic(staged.quality_md, quality_markdown(report))
+        _write_manifest(paths, staged, config, corpus, qa, input_files, list(outputs), report)
     return report
 
 
@@ -175,14 +176,34 @@ def _clean_documents(docs: list[Document], settings, report: dict, progress: boo
     return docs
 
 
+def _no_documents(corpus, load_report, found: dict, min_words: int) -> str:
+    """Why no document is left after loading and cleaning, with the change that would keep some."""
+    skipped = load_report.skipped + load_report.skipped_rows
+    reasons = "; ".join(f"{s['source']}: {s['reason']}" for s in skipped[:5])
+    short = found["too_short"]  # duplicates always keep one copy, so short documents are the only other loss
+    message = (
+        f"{', '.join(map(str, corpus))}: no usable documents ({len(load_report.files_read)} file(s) read, "
+        f"{len(load_report.skipped)} file(s) and {len(load_report.skipped_rows)} row(s) skipped"
+        f"{': ' + reasons if reasons else ''}"
+    )
+    if short:
+        return (
+            f"{message}; all {len(short)} document(s) loaded are shorter than prepare.min_doc_words = {min_words} "
+            f"words after cleaning: {', '.join(short[:5])}{', ...' if len(short) > 5 else ''}). Add documents with "
+            "more text, or set a lower prepare.min_doc_words in a --config file"
+        )
+    return f"{message}). Point --corpus at a folder of .md/.txt/.html/.pdf files or a .jsonl/.csv with id,title,text"
+
+
 def _summary(values: list[int]) -> dict:
     if not values:
         return {"total": 0, "min": 0, "median": 0, "max": 0}
     return {"total": sum(values), "min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
-def _qa_examples(qa, docs: list[Document], duplicates: dict, settings, skip_bad_rows: bool):
-    pairs, qa_report = load_qa(qa, skip_bad_rows=skip_bad_rows)
+def _qa_examples(qa, docs: list[Document], report: dict, config: Config, skip_bad_rows: bool):
+    settings = config.prepare
+    pairs, qa_report = load_qa(qa, skip_bad_rows=skip_bad_rows, json_depth=config.limits.json_depth)
     pii_counts: Counter[str] = Counter()
     for pair in pairs:
         pair.question, c1 = pii.redact(clean.repair_text(pair.question)[0], settings.redact)
@@ -190,7 +211,7 @@ def _qa_examples(qa, docs: list[Document], duplicates: dict, settings, skip_bad_
         redacted = [pii.redact(clean.repair_text(p)[0], settings.redact) for p in pair.paraphrases]
         pair.paraphrases = [text for text, _ in redacted]
         pii_counts.update(c1 + c2 + sum((counts for _, counts in redacted), Counter()))
-    remapped, unknown = _remap_doc_ids(pairs, docs, duplicates)
+    pairs, remapped, unknown = _resolve_doc_ids(pairs, docs, report, settings.min_doc_words, qa_report, skip_bad_rows)
 
     groups = split.group_similar([pair.questions() for pair in pairs], settings.question_group_threshold)
     names = split.assign_splits(groups, [pair.type for pair in pairs], settings.split.model_dump(), settings.seed)
@@ -211,26 +232,57 @@ def _qa_examples(qa, docs: list[Document], duplicates: dict, settings, skip_bad_
     return examples, info
 
 
-def _remap_doc_ids(pairs: list[QAPair], docs: list[Document], duplicates: dict) -> tuple[list[dict], list[dict]]:
-    """Point QA pairs at the kept copy of a removed duplicate; list references to documents that don't exist."""
-    kept_for = {row["removed"]: row["kept"] for kind in ("exact", "near") for row in duplicates[kind]}
+def _resolve_doc_ids(
+    pairs: list[QAPair], docs: list[Document], report: dict, min_words: int, qa_report, skip_bad_rows: bool
+) -> tuple[list[QAPair], list[dict], list[dict]]:
+    """Point QA pairs at the kept copy of a removed duplicate. A pair naming a document that doesn't exist would
+    train and score against the wrong gold documents: a `BadInputError` naming its line, or with `skip_bad_rows`
+    a skipped row. Returns (pairs kept, remapped references, unknown references)."""
+    kept_for = {row["removed"]: row["kept"] for kind in ("exact", "near") for row in report["duplicates"][kind]}
     known = {doc.id for doc in docs}
-    remapped, unknown = [], []
+    too_short = set(report["documents"]["too_short"])
+    kept, remapped, unknown, problems = [], [], [], []
     for pair in pairs:
-        new_ids = []
-        for doc_id in pair.doc_ids:
-            target = kept_for.get(doc_id, doc_id)
+        targets = {}
+        for doc_id in dict.fromkeys([*pair.doc_ids, *([pair.doc_id] if pair.doc_id else [])]):
+            target = doc_id
             while target in kept_for:
                 target = kept_for[target]
-            if target != doc_id:
-                remapped.append({"qa_id": pair.id, "from": doc_id, "to": target})
-            if target not in known:
-                unknown.append({"qa_id": pair.id, "doc_id": doc_id})
-            new_ids.append(target)
-        pair.doc_ids = new_ids
-        if pair.doc_id is not None:
-            pair.doc_id = kept_for.get(pair.doc_id, pair.doc_id)
-    return remapped, unknown
+            targets[doc_id] = target
+        missing = [doc_id for doc_id, target in targets.items() if target not in known]
+        if missing:
+            unknown += [{"qa_id": pair.id, "doc_id": doc_id} for doc_id in missing]
+            problems.append(
+                (pair.source, "; ".join(_unknown_document(d, known, too_short, min_words) for d in missing))
+            )
+            continue
+        remapped += [{"qa_id": pair.id, "from": d, "to": t} for d, t in targets.items() if t != d]
+        pair.doc_ids = [targets[doc_id] for doc_id in pair.doc_ids]
+        pair.doc_id = targets.get(pair.doc_id)
+        kept.append(pair)
+    if problems and (not skip_bad_rows or not kept):
+        where, problem = problems[0]
+        others = f"; {len(problems) - 1} more row(s) name unknown documents" if len(problems) > 1 else ""
+        fix = (
+            "fix the ids, or pass --skip-bad-rows to skip such rows"
+            if kept
+            else "no row names only known documents: is this the QA set of this corpus?"
+        )
+        raise BadInputError(
+            f"{where}: {problem}{others}. A document's id is its path under the corpus folder without the suffix, "
+            f"or the id column of a .jsonl/.csv corpus; {fix}"
+        )
+    for where, problem in problems:
+        qa_report.skip_row(where, problem)
+    return kept, remapped, unknown
+
+
+def _unknown_document(doc_id: str, known: set[str], too_short: set[str], min_words: int) -> str:
+    """Why `doc_id` names no kept document: dropped as too short, else unknown (with the closest known id)."""
+    if doc_id in too_short:
+        return f"doc_id {doc_id!r} names a document dropped as shorter than prepare.min_doc_words = {min_words} words"
+    close = difflib.get_close_matches(doc_id, known, n=1)
+    return f"unknown doc_id {doc_id!r}: no document has this id" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _corpus_examples(docs: list[Document], settings) -> list[_Split]:
@@ -263,7 +315,8 @@ def _leakage(test: list[_Split], train: list[_Split], threshold: float) -> dict:
     }
 
 
-def _write_manifest(paths, config: Config, corpus, qa, input_files, outputs, report) -> None:
+def _write_manifest(paths, staged, config: Config, corpus, qa, input_files, outputs, report) -> None:
+    """The run's manifest with a new `prepare` section, written to `staged`; other steps' sections are kept."""
     inputs = {str(path): file_sha256(Path(path)) for path in input_files}
     if qa is not None:
         inputs[str(qa)] = file_sha256(Path(qa))
@@ -276,9 +329,9 @@ def _write_manifest(paths, config: Config, corpus, qa, input_files, outputs, rep
         "qa": str(qa) if qa is not None else None,
         "input_hash": combined,
         "inputs": inputs,
-        "outputs": {str(path.relative_to(paths.root)): file_sha256(path) for path in outputs},
+        "outputs": {str(path.relative_to(staged.root)): file_sha256(path) for path in outputs},
         "counts": {"documents": report["documents"]["kept"], **report["splits"]["sizes"]},
         "seconds": report["seconds"],
         "versions": package_versions("ftfy", "datasketch", "pypdf", "beautifulsoup4") | {"workbench": __version__},
     }
-    write_json_atomic(paths.manifest, manifest)
+    write_json_atomic(staged.manifest, manifest)

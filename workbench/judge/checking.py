@@ -10,45 +10,43 @@ place.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
 from workbench.config import Config
-from workbench.data.loaders import BadInputError
+from workbench.data.loaders import BadInputError, read_jsonl
 from workbench.judge.hallucination import Item, context_passages, make_detector
+from workbench.limits import JSON_DEPTH
 from workbench.workspace import write_jsonl_atomic
 
 BATCH = 16
 """Rows checked together: retrieval and embedding run once per batch."""
 
 
-def read_rows(path: str | Path, indexed: bool) -> list[dict]:
-    """The input rows, validated; every problem names its `file:line`."""
+def read_rows(path: str | Path, indexed: bool, json_depth: int = JSON_DEPTH) -> list[dict]:
+    """The input rows, validated before any model loads; every problem names its `file:line`. A row without an id
+    (absent, null or blank) gets `FILE-LINE`; `json_depth` bounds JSON nesting (`limits.json_depth`)."""
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{path}: input file not found")
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line_number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInputError(f"{where}: not valid JSON ({exc.msg}); give one JSON object per line") from None
-            _validate(row, where, indexed)
-            row.setdefault("id", f"{path.stem}-{line_number}")
-            rows.append(row)
+    for line_number, row in read_jsonl(path, json_depth):
+        where = f"{path}:{line_number}"
+        if isinstance(row, str):
+            raise BadInputError(f"{where}: {row} (each line holds one JSON object with question and answer)")
+        _validate(row, where, indexed)
+        if row.get("id") is None or row["id"] == "":
+            row["id"] = f"{path.stem}-{line_number}"
+        rows.append(row)
     return rows
 
 
-def _validate(row, where: str, indexed: bool) -> None:
-    if not isinstance(row, dict):
-        raise BadInputError(f"{where}: expected a JSON object with question and answer, got {type(row).__name__}")
+def _validate(row: dict, where: str, indexed: bool) -> None:
+    row_id = row.get("id")
+    if isinstance(row_id, bool) or not isinstance(row_id, str | int | None):
+        raise BadInputError(f"{where}: `id` must be a string or a whole number")
     for key in ("question", "answer"):
         if not isinstance(row.get(key), str):
             raise BadInputError(f"{where}: `{key}` missing or not a string; every row needs question and answer")
@@ -93,10 +91,10 @@ def check_file(
     progress: bool = True,
 ) -> dict:
     """Check every row of `input` and write them to `output`; returns `{rows, flagged, detector, seconds}`."""
-    from workbench.retrieval.index import Retriever
-
     config = config or Config()
-    rows = read_rows(input, indexed=name is not None)
+    rows = read_rows(input, indexed=name is not None, json_depth=config.limits.json_depth)
+    from workbench.retrieval.index import Retriever  # after reading: bad input fails before anything heavy loads
+
     started = time.perf_counter()
     retriever = Retriever.load(name, config, home) if name else None
     checked = check_rows(rows, make_detector(config, retriever), progress)

@@ -67,9 +67,15 @@ def embed_corpus(spec: str, texts: list[str], batch_size: int, device: str = "au
     return vectors, how
 
 
-@functools.lru_cache(maxsize=2)
 def bulk_embedders(spec: str, device: str = "auto") -> tuple:
-    """The models `embed_corpus` runs: the shared embedder on an accelerator; on a CPU, private copies.
+    """The models `embed_corpus` runs: the shared embedder on an accelerator; on a CPU, private copies (made once:
+    one cache entry however the arguments are passed, so every caller gets the same copies)."""
+    return _bulk_embedders(spec, device)
+
+
+@functools.lru_cache(maxsize=2)
+def _bulk_embedders(spec: str, device: str) -> tuple:
+    """The shared embedder on an accelerator; on a CPU, private copies, one per core (up to MAX_BULK_WORKERS).
 
     Measured on the demo (2 cores with AVX512-BF16): bf16 copies alone 1.8x the chunks/s of the fp32 model,
     two single-threaded bf16 copies 2.1x, cosine >= 0.9999 to the fp32 vectors and the same top-5 chunks for every

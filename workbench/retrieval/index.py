@@ -4,14 +4,15 @@ The folder holds `index.faiss` (vectors keyed by int64 chunk keys), `chunks.json
 key) and `manifest.json` (embedder identity, chunking, index type and parameters, corpus and per-document hashes,
 file hashes, counts, timings, retrieval quality). An update re-embeds only added or changed documents, reuses the
 stored vectors of the others and rebuilds the FAISS structure over all of them in document order, so it searches
-like a full rebuild of the new corpus. The folder is written whole, then swapped in.
+like a full rebuild of the new corpus. The folder is written whole into a staging folder, then swapped in; a failed
+build leaves the previous index as it was and no staging folder behind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,8 @@ from workbench.workspace import (
     package_versions,
     read_json,
     read_jsonl,
-    replace_folder,
     run_paths,
+    staged_version,
     write_json_atomic,
     write_jsonl_atomic,
 )
@@ -264,15 +265,22 @@ def _reusable(paths, identity: dict, chunking: dict) -> tuple[dict | None, str]:
 
 
 def _write(paths, index: faiss.Index, chunks: list[Chunk], keys: list[int], manifest: dict, started: float) -> None:
-    paths.root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{paths.root.name}.", dir=paths.root.parent))
-    staged = type(paths)(staging)
-    faiss.write_index(index, str(staged.faiss))
-    write_jsonl_atomic(staged.chunks, [{"key": key} | chunk.to_dict() for key, chunk in zip(keys, chunks)])
-    manifest["files"] = {"index.faiss": file_sha256(staged.faiss), "chunks.jsonl": file_sha256(staged.chunks)}
-    manifest["build"]["seconds"] = time.perf_counter() - started
-    write_json_atomic(staged.manifest, manifest)
-    replace_folder(staging, paths.root)
+    with staged_version(paths.root) as staging:
+        staged = type(paths)(staging)
+        _write_faiss(index, staged.faiss)
+        write_jsonl_atomic(staged.chunks, [{"key": key} | chunk.to_dict() for key, chunk in zip(keys, chunks)])
+        manifest["files"] = {"index.faiss": file_sha256(staged.faiss), "chunks.jsonl": file_sha256(staged.chunks)}
+        manifest["build"]["seconds"] = time.perf_counter() - started
+        write_json_atomic(staged.manifest, manifest)
+
+
+def _write_faiss(index: faiss.Index, path: Path) -> None:
+    """Write `index` through a Python file, which raises on a full disk: faiss's own file writer only prints a
+    failed close and leaves a truncated file, which the manifest would then vouch for."""
+    with open(path, "wb") as fh:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(fh.write))
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _checked_manifest(name: str, paths, config: Config) -> dict:
@@ -280,8 +288,10 @@ def _checked_manifest(name: str, paths, config: Config) -> dict:
         raise IndexUnusable(f"{paths.root}: no index; {_rebuild(name)}")
     try:
         manifest = read_json(paths.manifest)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # not JSON, or not text at all
         raise IndexUnusable(f"{paths.manifest}: not valid JSON ({exc}); {_rebuild(name)}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("embedder"), dict):
+        raise IndexUnusable(f"{paths.manifest}: not an index manifest (no embedder); {_rebuild(name)}")
     for file, digest in manifest.get("files", {}).items():
         path = paths.root / file
         if not path.exists() or file_sha256(path) != digest:

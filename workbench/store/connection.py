@@ -1,8 +1,9 @@
 """Connections and dialects: open a SQLite file or a PostgreSQL URL, run transactions, decode rows.
 
-SQLite (WAL, foreign keys on, `synchronous=FULL`) and PostgreSQL (through psycopg 3) share the SQL: statements use
-`?` placeholders and `{serial}` for the auto-increment integer key, which `_Dialect.sql` rewrites. JSON columns are
-TEXT holding JSON on both, decoded on read by column name (`_JSON_COLUMNS`).
+SQLite (WAL, foreign keys on, `synchronous=FULL`; a new store file and its -wal / -shm readable by their owner only)
+and PostgreSQL (through psycopg 3) share the SQL: statements use `?` placeholders and `{serial}` for the
+auto-increment integer key, which `_Dialect.sql` rewrites. JSON columns are TEXT holding JSON on both, decoded on
+read by column name (`_JSON_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -107,9 +108,11 @@ class Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = None
         try:
+            if not path.exists():  # created owner-only; SQLite gives its -wal and -shm files the same permissions
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             if conn is not None:
                 conn.close()
             raise StoreUnusable(f"{path}: cannot use as a SQLite store ({exc}); move it away or open another") from None

@@ -10,19 +10,28 @@ One `Arena` (engine built on first use, one store) serves every browser; each br
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 
 import gradio as gr
 
+from workbench.auth import Users
 from workbench.config import Config
 from workbench.session import Arena
 from workbench.training_job import training_job
+from workbench.ui.access import Access
 from workbench.ui.arena import ArenaTab
 from workbench.ui.eval_tab import EvalTab
 from workbench.ui.index_tab import IndexTab
-from workbench.ui.report_tab import ReportTab
+from workbench.ui.report_tab import RatingsTab, ReportTab
 from workbench.ui.train_tab import TrainTab
 from workbench.workspace import resolve_home, run_paths
+
+M_ARENA_MAX = -8
+"""glibc's `mallopt` parameter for the number of malloc arenas (malloc.h)."""
+QUEUE_SIZE = 256
+"""Events waiting at once, all browsers together; past it a new one is refused at once, so a flood of requests
+cannot grow the server's memory without bound (each rater may have one question waiting: `limits.asks_per_rater`)."""
 
 
 def _runs(home: Path) -> list[str]:
@@ -37,10 +46,16 @@ def _quality(home: Path, name: str | None) -> str:
 
 
 def build_app(
-    home: str | Path | None = None, name: str | None = None, config: Config | None = None, arena: Arena | None = None
+    home: str | Path | None = None,
+    name: str | None = None,
+    config: Config | None = None,
+    arena: Arena | None = None,
+    access: Access | None = None,
 ) -> gr.Blocks:
-    """The app over run `name` (default: the first prepared run) in workspace `home`."""
+    """The app over run `name` (default: the first prepared run) in workspace `home`; `access` says who may use the
+    admin tabs (default: everyone, the app having no logins)."""
     config = config or Config()
+    access = access or Access()
     home = resolve_home(home)
     runs = _runs(home)
     name = name or (runs[0] if runs else None)
@@ -48,25 +63,46 @@ def build_app(
     job = training_job(name, home) if name else None
     if job:  # a finished (or stopped) fine-tune brings the ft columns into new conversations
         job.on_finish(lambda status: arena.reload() if status.has_adapter else None)
+    admin = access.admin_only
+    open_to_all = access.users is None  # with logins, admin tabs appear once the login is known to be an admin's
 
     with gr.Blocks(title="workbench") as app:
         gr.Markdown("# workbench\nFine-tune, retrieve, or both? Prepare a corpus, then compare.")
         with gr.Tab("Arena", elem_id="wb-tab-arena"):
-            arena_tab = ArenaTab(arena, job)
-        with gr.Tab("Eval", elem_id="wb-tab-eval") as evals:
-            EvalTab(home, name, config, store=arena.store, tab=evals)
-        with gr.Tab("Report", elem_id="wb-tab-report") as report_tab:
-            ReportTab(arena, report_tab)
+            arena_tab = ArenaTab(arena, job, access=access)
+        with gr.Tab("Your ratings", elem_id="wb-tab-mine") as mine:
+            RatingsTab(arena, mine, arena_tab.rater)
+        with gr.Tab("Eval", elem_id="wb-tab-eval", visible=open_to_all) as evals:
+            EvalTab(home, name, config, store=arena.store, tab=evals, access=access)
+        with gr.Tab("Report", elem_id="wb-tab-report", visible=open_to_all) as report_tab:
+            ReportTab(arena, report_tab, access=access)
         app.load(arena_tab.on_load, [arena_tab.rater], arena_tab.loaded)
-        with gr.Tab("Train", elem_id="wb-tab-train"):
-            TrainTab(home, name, config, job_for=lambda run: training_job(run, home))
-        with gr.Tab("Index", elem_id="wb-tab-index"):
-            IndexTab(home, name, config, on_built=lambda run: arena.reload())
-        with gr.Tab("Data"):
+        with gr.Tab("Train", elem_id="wb-tab-train", visible=open_to_all) as train:
+            TrainTab(home, name, config, job_for=lambda run: training_job(run, home), access=access)
+        with gr.Tab("Index", elem_id="wb-tab-index", visible=open_to_all) as index:
+            IndexTab(home, name, config, on_built=lambda run: arena.reload(), access=access)
+        with gr.Tab("Data", elem_id="wb-tab-data", visible=open_to_all) as data:
             run = gr.Dropdown(choices=runs, value=name, label="Run", interactive=bool(runs))
-            report = gr.Markdown(_quality(home, name))
-            run.change(lambda chosen: _quality(home, chosen), run, report)
+            report = gr.Markdown(_quality(home, name) if open_to_all else "")
+            run.change(admin(lambda chosen: _quality(home, chosen)), run, report)
+        admin_tabs = [evals, report_tab, train, index, data]
+
+        def show_admin_tabs(request: gr.Request):
+            return [gr.update(visible=access.is_admin(request))] * len(admin_tabs)
+
+        app.load(show_admin_tabs, None, admin_tabs)
+        app.load(admin(lambda chosen: _quality(home, chosen), quiet=True), run, report)
     return app
+
+
+def _bound_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas. Gradio runs handlers on many worker threads, and glibc gives threads their own
+    arenas, whose freed memory it keeps: the server grew 1.5 -> 4.1 GB over three rounds of 20 raters
+    (bench/load.py), flat at 2.2 GB with two arenas. A no-op where the C library is not glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass
 
 
 def launch(
@@ -75,9 +111,13 @@ def launch(
     host: str = "127.0.0.1",
     port: int = 7860,
     config: Config | None = None,
+    users: Users | None = None,
     **launch_kwargs,
 ):
-    """Serve the app (loopback by default); `launch_kwargs` go to `gr.Blocks.launch` (auth, prevent_thread_lock...)."""
-    app = build_app(home, name, config)
-    app.queue(default_concurrency_limit=1)
-    return app.launch(server_name=host, server_port=port, **launch_kwargs)
+    """Serve the app (loopback by default), with logins when `users` is given; `launch_kwargs` go to
+    `gr.Blocks.launch` (prevent_thread_lock...)."""
+    _bound_malloc_arenas()
+    app = build_app(home, name, config, access=Access(users))
+    app.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    auth = users.check if users else None
+    return app.launch(server_name=host, server_port=port, auth=auth, **launch_kwargs)

@@ -17,6 +17,7 @@ import gradio as gr
 from workbench.data.loaders import BadInputError
 from workbench.session import LABELS, Arena, ArenaSession, Column
 from workbench.training_job import JobRunning, JobStatus, TrainingJob
+from workbench.ui.access import Access
 from workbench.ui.render import CSS, column_html, esc, legend_html, reveal_html
 
 STARS = [1, 2, 3, 4, 5]
@@ -71,7 +72,9 @@ class ArenaTab:
     `every_s` seconds, with a retry after a failure.
     """
 
-    def __init__(self, arena: Arena, job: TrainingJob | None = None, every_s: float = 3.0):
+    def __init__(
+        self, arena: Arena, job: TrainingJob | None = None, every_s: float = 3.0, access: Access | None = None
+    ):
         self.arena, self.job = arena, job
         self.session = gr.State(None)
         self.offered = gr.State(None)  # the variant choices this browser shows
@@ -117,7 +120,7 @@ class ArenaTab:
         self.loaded += [*self.columns, *self.ratings]
         self.loaded += [self.training_row, self.training, self.retry]
         for trigger in (self.ask.click, self.question.submit):
-            trigger(
+            trigger(self.on_accept, [self.rater], None, queue=False, show_progress="hidden").success(
                 self.on_ask,
                 [self.question, self.variants, self.session, self.rater],
                 ask_outputs,
@@ -136,7 +139,7 @@ class ArenaTab:
             training = [self.training_row, self.training, self.retry]
             outputs = {*training, self.variants, self.offered} | ask_outputs
             gr.Timer(every_s).tick(self.on_tick, [self.offered, self.session], outputs, show_progress="hidden")
-            self.retry.click(self.on_retry, None, training)
+            self.retry.click((access or Access()).admin_only(self.on_retry), None, training)
 
     def on_load(self, stored: str, request: gr.Request):
         """Fill the variant choices (this builds the engine on the first visit) and settle the rater id."""
@@ -145,6 +148,8 @@ class ArenaTab:
         note = f"You rate as **{rater}**." if self.arena.name else "No prepared run to compare."
         if self.arena.detector_problem:
             note += f" Claims are not checked: {self.arena.detector_problem}."
+        for variant, why in self.arena.unavailable().items():
+            note += f"\n\n{variant} cannot answer: {why}"
         out = {self.rater: rater, self.variants: gr.update(choices=choices, value=chosen), self.offered: choices}
         out[self.vote] = gr.update(choices=_vote_choices(list(LABELS[: len(chosen)])), value=None)
         out |= {self.status: note, self.legend: gr.update(visible=not self.arena.detector_problem)}
@@ -201,11 +206,19 @@ class ArenaTab:
             out[self.flags[i]] = False
         return out
 
+    def on_accept(self, stored: str, request: gr.Request) -> None:
+        """Before the shared queue: refuse a rater's question while their last one is still queued or answering."""
+        try:
+            self.arena.begin_ask(rater_id(stored, request))
+        except BadInputError as exc:
+            raise gr.Error(str(exc)) from None
+
     def on_ask(self, question: str, chosen: list[str], session: ArenaSession | None, stored: str, request: gr.Request):
+        rater = rater_id(stored, request)
         try:
             fresh = session is None or session.voted or sorted(session.variants) != sorted(chosen or [])
             if fresh:
-                session = self.arena.session(rater_id(stored, request), chosen or [])
+                session = self.arena.session(rater, chosen or [])
             first = self._cleared(session, len(session.labels))
             for i, label in enumerate(session.labels):
                 first[self.htmls[i]] = column_html(Column(label), question, session.history(label))
@@ -216,6 +229,8 @@ class ArenaTab:
                 yield {self.htmls[index[column.label]]: column_html(column, question, session.history(column.label))}
         except BadInputError as exc:
             raise gr.Error(str(exc)) from None
+        finally:
+            self.arena.end_ask(rater)
         yield {self.status: f"Turn {session.turns} answered. Rate the answers and vote to see which is which."}
 
     def on_submit(self, session: ArenaSession | None, *values):

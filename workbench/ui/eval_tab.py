@@ -25,6 +25,7 @@ import pandas as pd
 from workbench.config import Config
 from workbench.eval.job import EvalJob, EvalRequest, EvalRunning, EvalStatus, eval_job
 from workbench.report.summary import eval_figures
+from workbench.ui.access import Access
 from workbench.ui.render import CSS, esc
 from workbench.variants import REMOTE_PREFIX
 from workbench.workspace import index_paths, run_paths
@@ -155,6 +156,7 @@ class EvalTab:
         job_for: Callable[[str], EvalJob] | None = None,
         tab: gr.Tab | None = None,
         every_s: float = 2.0,
+        access: Access | None = None,
     ):
         from workbench.store import Store
 
@@ -192,12 +194,15 @@ class EvalTab:
 
         form = [self.variants, self.split, self.limit, self.judges, self.judge_model]
         live = [self.progress, self.table, self.chosen, self.figures, self.start, self.stop]
-        self.start.click(self.on_start, form, [self.message, *live])
-        self.stop.click(self.on_stop, [self.chosen], [self.message, *live])
-        self.timer.tick(self.on_refresh, [self.chosen], live, show_progress="hidden")
-        self.chosen.input(self.on_choose, [self.chosen], [self.figures])
+        admin = (access or Access()).admin_only
+        self.start.click(admin(self.on_start), form, [self.message, *live])
+        self.stop.click(admin(self.on_stop), [self.chosen], [self.message, *live])
+        self.timer.tick(admin(self.on_refresh, quiet=True), [self.chosen], live, show_progress="hidden")
+        self.chosen.input(admin(self.on_choose), [self.chosen], [self.figures])
         if tab is not None:
-            tab.select(self.on_open, [self.variants, self.chosen], [self.variants, self.timer, *live])
+            tab.select(
+                admin(self.on_open, quiet=True), [self.variants, self.chosen], [self.variants, self.timer, *live]
+            )
 
     def _job(self) -> EvalJob | None:
         return self.job_for(self.name) if self.name else None

@@ -15,6 +15,7 @@ import gradio as gr
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
 from workbench.retrieval.index import QUALITY_KS, Hit, Retriever, build_index
+from workbench.ui.access import Access
 from workbench.ui.render import esc
 from workbench.workspace import index_paths, read_json
 
@@ -86,7 +87,15 @@ class IndexTab:
     `on_built(name)` runs after each successful build, so the app can point its RAG variants at the new index.
     """
 
-    def __init__(self, home: Path, name: str | None, config: Config, on_built: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        home: Path,
+        name: str | None,
+        config: Config,
+        on_built: Callable[[str], None] | None = None,
+        access: Access | None = None,
+    ):
+        admin = (access or Access()).admin_only
         self.home, self.config, self.on_built = home, config, on_built
         self._retrievers: dict[str, Retriever] = {}
         self._lock = threading.Lock()
@@ -104,11 +113,14 @@ class IndexTab:
         self.search = gr.Button("Search", elem_id="wb-index-search")
         self.results = gr.HTML(css_template=CSS, elem_id="wb-index-results")
 
-        self.build.click(self.on_build, [self.run], [self.message, self.stats], concurrency_id="index")
-        self.update.click(self.on_update, [self.run], [self.message, self.stats], concurrency_id="index")
+        self.build.click(admin(self.on_build), [self.run], [self.message, self.stats], concurrency_id="index")
+        self.update.click(admin(self.on_update), [self.run], [self.message, self.stats], concurrency_id="index")
         for trigger in (self.search.click, self.query.submit):
-            trigger(self.on_search, [self.run, self.query, self.k], [self.results])
-        self.run.change(lambda run: (self.stats_for(run), ""), [self.run], [self.stats, self.results])
+            trigger(admin(self.on_search), [self.run, self.query, self.k], [self.results])
+        self.run.change(admin(self.on_run), [self.run], [self.stats, self.results])
+
+    def on_run(self, run: str | None) -> tuple[str, str]:
+        return self.stats_for(run), ""
 
     def stats_for(self, run: str | None) -> str:
         if not run:

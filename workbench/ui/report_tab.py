@@ -8,6 +8,7 @@ voting blind is sent none. The report is rendered by `workbench.report.render`, 
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from workbench.report.exports import export_ratings_csv
 from workbench.report.render import render_html, render_html_body, render_markdown
 from workbench.report.summary import variant_summary
 from workbench.session import Arena
+from workbench.ui.access import Access
+from workbench.ui.arena import rater_id
 from workbench.ui.render import CSS, esc, summary_html
 
 LATEST = "latest"
@@ -34,7 +37,7 @@ def _eval_label(row: dict) -> str:
 class ReportTab:
     """The components of the Report tab; build inside a `gr.Tab` context and pass the tab itself."""
 
-    def __init__(self, arena: Arena, tab: gr.Tab):
+    def __init__(self, arena: Arena, tab: gr.Tab, access: Access | None = None):
         self.arena = arena
         self.out = Path(tempfile.mkdtemp(prefix="workbench-report-"))
         with gr.Row():
@@ -53,8 +56,9 @@ class ReportTab:
         self.ratings = gr.HTML(css_template=CSS, elem_id="wb-ratings")
         self.ratings_csv = gr.DownloadButton("Ratings (CSV)", visible=False, elem_id="wb-ratings-csv")
         outputs = [self.eval, self.body, *self.downloads, self.ratings, self.ratings_csv]
-        for trigger in (self.refresh.click, tab.select):
-            trigger(self.on_refresh, [self.eval, self.by], outputs)
+        admin = (access or Access()).admin_only
+        self.refresh.click(admin(self.on_refresh), [self.eval, self.by], outputs)
+        tab.select(admin(self.on_refresh, quiet=True), [self.eval, self.by], outputs)
 
     def on_refresh(self, chosen: str | None, by: str, progress=gr.Progress()):  # noqa: B008 - Gradio's own idiom
         hidden = [gr.update(visible=False)] * 3
@@ -91,3 +95,25 @@ class ReportTab:
         md.write_text(render_markdown(report), encoding="utf-8")
         js.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         return [html, md, js]
+
+
+class RatingsTab:
+    """Your ratings: what this rater gave, per variant over the turns they voted on, and their own ratings as CSV
+    (turns not voted on yet name the column, not the variant). Filled when opened, like every per-variant view."""
+
+    def __init__(self, arena: Arena, tab: gr.Tab, rater: gr.BrowserState):
+        self.arena = arena
+        self.out = Path(tempfile.mkdtemp(prefix="workbench-ratings-"))
+        self.table = gr.HTML(css_template=CSS, elem_id="wb-mine")
+        self.csv = gr.DownloadButton("Your ratings (CSV)", visible=False, elem_id="wb-mine-csv")
+        tab.select(self.on_open, [rater], [self.table, self.csv])
+
+    def on_open(self, stored: str, request: gr.Request):
+        name, rater = self.arena.name, rater_id(stored, request)
+        if not name:
+            return "<p>No prepared run yet.</p>", gr.update(visible=False)
+        csv = self.out / f"ratings-{name}-{secrets.token_hex(4)}.csv"
+        count = export_ratings_csv(self.arena.store, csv, name, rater=rater)
+        summary = variant_summary(self.arena.store, name, rater=rater)
+        table = summary_html(summary) + f"<p>{count} ratings by {esc(rater)} on run {esc(name)}.</p>"
+        return table, gr.update(value=str(csv), visible=True)

@@ -18,6 +18,7 @@ from pydantic.fields import FieldInfo
 
 from workbench.config import Config, ConfigError, FinetuneConfig, config_from_dict
 from workbench.training_job import JobRunning, JobStatus, TrainingJob
+from workbench.ui.access import Access
 from workbench.ui.render import esc
 
 NO_RUN = "No prepared run yet: run `workbench prepare --name NAME --corpus PATH [--qa PATH]` first."
@@ -133,8 +134,15 @@ class TrainTab:
     """The components of the Train tab and their handlers; build inside a `gr.Blocks` context."""
 
     def __init__(
-        self, home: Path, name: str | None, config: Config, job_for: Callable[[str], TrainingJob], every_s: float = 2.0
+        self,
+        home: Path,
+        name: str | None,
+        config: Config,
+        job_for: Callable[[str], TrainingJob],
+        every_s: float = 2.0,
+        access: Access | None = None,
     ):
+        admin = (access or Access()).admin_only
         self.config, self.job_for = config, job_for
         runs = prepared_runs(home)
         self.run = gr.Dropdown(runs, value=name if name in runs else None, label="Run", elem_id="wb-train-run")
@@ -159,10 +167,10 @@ class TrainTab:
         self.timer = gr.Timer(every_s)
 
         live = [self.progress, self.losses, self.perplexity, self.alerts, self.start, self.cancel]
-        self.start.click(self.on_start, [self.run, self.resume, *self.fields.values()], [self.message, *live])
-        self.cancel.click(self.on_cancel, [self.run], [self.message, *live])
-        self.timer.tick(self.on_refresh, [self.run], live, show_progress="hidden")
-        self.run.change(self.on_refresh, [self.run], live)
+        self.start.click(admin(self.on_start), [self.run, self.resume, *self.fields.values()], [self.message, *live])
+        self.cancel.click(admin(self.on_cancel), [self.run], [self.message, *live])
+        self.timer.tick(admin(self.on_refresh, quiet=True), [self.run], live, show_progress="hidden")
+        self.run.change(admin(self.on_refresh), [self.run], live)
 
     def on_start(self, run: str | None, resume: bool, *values):
         if not run:
