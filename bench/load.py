@@ -20,11 +20,10 @@ Figures, one section per rater count:
 - `turn_s`: the run's wall time over its asks (the server's time per turn under load);
 - `asks`, `votes`, `errors` (failed calls; the first few in `error_samples`), `connect_p95_ms` (`Client(...)`);
 - `server_rss_mb_start` (after the warm-up turn), `server_rss_mb_end` (after the last vote) and
-  `server_rss_mb_peak` (VmHWM) of the server process. It grows with the turns served through the app (1.6 GB over
-  50 turns here; 0.6-1 GB per 20 turns on one server, round after round), and stays flat after the first 20 turns
-  with `MALLOC_ARENA_MAX=2` in the server's environment: freed memory held in glibc's per-thread arenas (the
-  handlers' steps run on Gradio's worker threads), not objects kept alive; the same turns in one thread without
-  the app grow by about 20 MB.
+  `server_rss_mb_peak` (VmHWM) of the server process. Before the app capped glibc's malloc arenas
+  (`workbench.ui.app._bound_malloc_arenas`) it grew with the turns served, 1.5 -> 3.1 GB over 50 turns, freed
+  memory held in per-thread arenas (the handlers run on Gradio's worker threads), not objects kept alive; with the
+  cap, 1.5 -> 1.6 GB over 20 turns and 1.5 -> 2.2 GB over 50.
 Usage: python bench/load.py [--raters 20,50] [--tokens 16]
 """
 
@@ -162,7 +161,7 @@ class Rater:
             raise RuntimeError(f"the ask ended without its answers: {str(final)[:200]}")
 
     def vote(self, client) -> None:
-        stars = [self.rng.randint(1, 5), self.rng.randint(1, 5), None, None]
+        stars = [str(self.rng.randint(1, 5)), str(self.rng.randint(1, 5)), None, None]
         flags = [False] * 4
         vote = self.rng.choice(VOTES)
         began = time.perf_counter()

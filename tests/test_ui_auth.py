@@ -82,7 +82,7 @@ def test_stars_saved_before_the_vote_name_no_variant_anywhere_a_rater_can_reach(
     rater.predict("", api_name="/on_load")  # what the page does first: the variant choices for this session
     rater.predict("", api_name="/on_accept")
     rater.predict("How long is the warranty on a Skylark S2?", list(VARIANTS), "", api_name="/on_ask")
-    stars = [4, 2, None, None]
+    stars = ["4", "2", None, None]
     rater.predict(*stars, False, False, False, False, None, "", api_name="/on_submit")  # no vote
 
     table, _ = mine = rater.predict("", api_name="/on_open")

@@ -20,7 +20,8 @@ from workbench.training_job import JobRunning, JobStatus, TrainingJob
 from workbench.ui.access import Access
 from workbench.ui.render import CSS, column_html, esc, legend_html, reveal_html
 
-STARS = [1, 2, 3, 4, 5]
+STARS = ["1", "2", "3", "4", "5"]
+"""Star choices as text: Gradio's API schema calls a Radio's value a string whatever its choices are."""
 
 
 def _vote_choices(labels: list[str]) -> list[tuple[str, str]]:
