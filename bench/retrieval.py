@@ -5,8 +5,10 @@
 - Update: an edited document (one number changed), `index --update`, against a full build of the same corpus.
 - Quality: document-level recall@1/5/10 and MRR on the demo test split and on every QA pair, dense and hybrid;
   the headline figures are the default mode's.
-- Scale: flat vs HNSW query latency and HNSW recall@10 at 10k and 100k synthetic vectors (bench/vector_scale.py).
-Usage: python bench/retrieval.py [--skip-scale]
+- Scale: flat vs HNSW query latency and HNSW recall@10 at 10k and 100k synthetic vectors (bench/vector_scale.py),
+  and hybrid search end to end against dense-only search, with BM25's build, save and load seconds, at 10k and 100k
+  chunks (bench/hybrid_scale.py).
+Usage: python bench/retrieval.py [--skip-scale (keeps the recorded scale figures)]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hybrid_scale import hybrid_scale_figures
 from results_file import record
 from vector_scale import scale_figures
 
@@ -99,7 +102,8 @@ def main() -> None:
 
     if not args.skip_scale:
         figures["scale"] = scale_figures()
-    record("retrieval", figures)
+        figures["hybrid_scale"] = hybrid_scale_figures()
+    record("retrieval", figures, parts=["demo"] + ([] if args.skip_scale else ["scale", "hybrid_scale"]))
 
 
 if __name__ == "__main__":

@@ -365,3 +365,13 @@ def test_an_answer_ends_at_a_repeated_sentence_or_line():
     assert _without_repeat("It is 45 days. It is") is None  # the repeat is not complete yet
     assert _without_repeat("Yes. Yes. No") is None  # too short to call a loop
     assert _without_repeat("Step 1. Open the lid. Step 2. Open the lid gently.") is None
+
+
+def test_a_temperature_too_small_to_divide_by_decodes_greedily():
+    from workbench.engine import _Row
+    from workbench.variants import Decoding
+
+    logits = torch.tensor([1.0, 30.0, -5.0, 29.5])
+    for temperature in (1e-38, 1e-45):
+        row = _Row(None, "q", [], [], None, Decoding(temperature=temperature), [], "t")
+        assert row.next_token(logits) == 1

@@ -9,6 +9,7 @@ from workbench.cli import main
 from workbench.config import Config, IndexConfig
 from workbench.data.prepare import prepare
 from workbench.records import Chunk, Example
+from workbench.retrieval.chunking import embedding_text
 from workbench.retrieval.index import Hit, IndexUnusable, Retriever, build_index, retrieval_quality
 from workbench.retrieval.lexical import BM25, reciprocal_rank_fusion
 from workbench.retrieval.vectors import build_vector_index, search_vectors, vectors_for
@@ -137,7 +138,7 @@ def test_retrieval_quality_counts_document_hits_by_rank():
 
 
 def test_bm25_prefers_rare_exact_terms_and_rrf_rewards_agreement():
-    bm25 = BM25(["the hub MH-1 pairs probes", "the hub has a battery", "error E-417 means a sensor fault", ""])
+    bm25 = BM25.build(["the hub MH-1 pairs probes", "the hub has a battery", "error E-417 means a sensor fault", ""])
     assert bm25.top("what does E-417 mean", 2)[0][0] == 2
     assert bm25.top("MH-1", 4) == bm25.top("mh-1", 4) and bm25.top("MH-1", 4)[0][0] == 0
     assert bm25.top("nothing matches", 3) == []
@@ -155,6 +156,22 @@ def test_vector_index_answers_with_chunk_keys(kind):
     scores, found = search_vectors(index, vectors[:5], 3)
     assert list(found[:, 0]) == list(keys[:5]) and np.allclose(scores[:, 0], 1.0, atol=1e-5)
     np.testing.assert_allclose(vectors_for(index, [int(keys[42])])[0], vectors[42], atol=1e-6)
+
+
+def test_bm25_is_saved_with_the_index_loaded_as_built_and_checked_like_its_other_files(demo_index, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(demo_index[0], home)
+    paths = index_paths("demo", home)
+    saved = sorted(f for f in read_json(paths.manifest)["files"] if f.startswith("bm25/"))
+    assert saved and all((paths.root / f).is_file() for f in saved)
+    assert not any(f.suffix in (".pkl", ".pickle") for f in paths.bm25.iterdir())
+    loaded = Retriever.load("demo", home=home)
+    rebuilt = BM25.build([embedding_text(c) for c in loaded.chunks])
+    for query in ("Hub MH-1 LTE", "error E104 probe", "warranty of a Heron HV-8", "zzz unknown"):
+        assert loaded.lexical.top(query, 20) == rebuilt.top(query, 20)
+    (paths.root / saved[0]).write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(IndexUnusable, match="bm25/.*changed since the index was built"):
+        Retriever.load("demo", home=home)
 
 
 def test_cli_index_and_search(demo_index, tmp_path, capsys):

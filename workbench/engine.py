@@ -471,9 +471,10 @@ class _Row:
             logits, scores = logits.clone(), logits[used]
             penalty = self.decoding.repetition_penalty
             logits[used] = torch.where(scores > 0, scores / penalty, scores * penalty)
-        if self.decoding.temperature == 0:
-            return int(logits.argmax())
-        probs = torch.softmax(logits / self.decoding.temperature, dim=-1)
+        scaled = logits / self.decoding.temperature if self.decoding.temperature else logits
+        if self.decoding.temperature == 0 or not torch.isfinite(scaled).all():  # a temperature so small it overflows
+            return int(logits.argmax())  # is greedy decoding
+        probs = torch.softmax(scaled, dim=-1)
         if self.decoding.top_p < 1:
             sorted_probs, order = probs.sort(descending=True)
             outside = sorted_probs.cumsum(0) - sorted_probs > self.decoding.top_p

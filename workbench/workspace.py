@@ -115,6 +115,11 @@ class IndexPaths:
     def manifest(self) -> Path:
         return self.root / "manifest.json"
 
+    @property
+    def bm25(self) -> Path:
+        """The chunks' BM25 for hybrid search (bm25s' arrays and vocabulary)."""
+        return self.root / "bm25"
+
 
 def index_paths(name: str, home: str | Path | None = None) -> IndexPaths:
     return IndexPaths(resolve_home(home) / "indexes" / check_name(name))

@@ -63,10 +63,21 @@ class Hit:
 class Retriever:
     """Searches one index: dense inner product, optionally fused with BM25 ranks."""
 
-    def __init__(self, chunks: list[Chunk], keys: list[int], vectors: faiss.Index, embedder, settings: IndexConfig):
+    def __init__(
+        self,
+        chunks: list[Chunk],
+        keys: list[int],
+        vectors: faiss.Index,
+        embedder,
+        settings: IndexConfig,
+        lexical: BM25 | None = None,
+    ):
+        """`lexical`: the chunks' BM25 as saved with the index; built here when hybrid search needs one."""
         self.chunks, self.vectors, self.embedder, self.settings = chunks, vectors, embedder, settings
         self.by_key = {key: row for row, key in enumerate(keys)}
-        self.lexical = BM25([embedding_text(c) for c in chunks]) if settings.hybrid else None
+        if settings.hybrid and lexical is None:
+            lexical = BM25.build([embedding_text(c) for c in chunks])
+        self.lexical = lexical if settings.hybrid else None
 
     @classmethod
     def load(cls, name: str, config: Config | None = None, home: str | Path | None = None) -> Retriever:
@@ -84,7 +95,13 @@ class Retriever:
         configure_search(vectors, config.index)
         chunks = [chunk_from_row(row) for row in rows]
         embedder = load_embedder(config.model.embedder, config.model.device)
-        return cls(chunks, [row["key"] for row in rows], vectors, embedder, config.index)
+        lexical = None
+        if config.index.hybrid and paths.bm25.is_dir():  # indexes built before BM25 was saved build it on load
+            try:
+                lexical = BM25.load(paths.bm25, len(chunks))
+            except (OSError, ValueError, KeyError) as exc:
+                raise IndexUnusable(f"{paths.bm25}: unreadable ({exc}); {_rebuild(name)}") from None
+        return cls(chunks, [row["key"] for row in rows], vectors, embedder, config.index, lexical)
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         """The k best chunks for a query, best first."""
@@ -198,7 +215,7 @@ def build_index(
         "quality": quality_by_split(retriever, run),
         "versions": package_versions("faiss-cpu", "sentence-transformers", "torch") | {"workbench": __version__},
     }
-    _write(paths, index, chunks, keys, manifest, started)
+    _write(paths, index, chunks, keys, manifest, started, retriever.lexical)
     return read_json(paths.manifest)
 
 
@@ -264,12 +281,26 @@ def _reusable(paths, identity: dict, chunking: dict) -> tuple[dict | None, str]:
     return {"manifest": manifest, "index": index, "chunks": chunks, "count": len(rows)}, ""
 
 
-def _write(paths, index: faiss.Index, chunks: list[Chunk], keys: list[int], manifest: dict, started: float) -> None:
+def _write(
+    paths,
+    index: faiss.Index,
+    chunks: list[Chunk],
+    keys: list[int],
+    manifest: dict,
+    started: float,
+    lexical: BM25 | None,
+) -> None:
+    """The index's files, switched in whole; BM25 (rebuilt on an update too: bm25s has no incremental update, and
+    it takes seconds where embedding takes minutes) saved beside the vectors, every file hashed in the manifest."""
     with staged_version(paths.root) as staging:
         staged = type(paths)(staging)
         _write_faiss(index, staged.faiss)
         write_jsonl_atomic(staged.chunks, [{"key": key} | chunk.to_dict() for key, chunk in zip(keys, chunks)])
         manifest["files"] = {"index.faiss": file_sha256(staged.faiss), "chunks.jsonl": file_sha256(staged.chunks)}
+        if lexical is not None:
+            lexical.save(staged.bm25)
+            for file in sorted(staged.bm25.iterdir()):
+                manifest["files"][f"{staged.bm25.name}/{file.name}"] = file_sha256(file)
         manifest["build"]["seconds"] = time.perf_counter() - started
         write_json_atomic(staged.manifest, manifest)
 

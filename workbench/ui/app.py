@@ -10,7 +10,6 @@ One `Arena` (engine built on first use, one store) serves every browser; each br
 
 from __future__ import annotations
 
-import ctypes
 from pathlib import Path
 
 import gradio as gr
@@ -23,12 +22,11 @@ from workbench.ui.access import Access
 from workbench.ui.arena import ArenaTab
 from workbench.ui.eval_tab import EvalTab
 from workbench.ui.index_tab import IndexTab
+from workbench.ui.memory import bound_malloc_arenas
 from workbench.ui.report_tab import RatingsTab, ReportTab
 from workbench.ui.train_tab import TrainTab
 from workbench.workspace import resolve_home, run_paths
 
-M_ARENA_MAX = -8
-"""glibc's `mallopt` parameter for the number of malloc arenas (malloc.h)."""
 QUEUE_SIZE = 256
 """Events waiting at once, all browsers together; past it a new one is refused at once, so a flood of requests
 cannot grow the server's memory without bound (each rater may have one question waiting: `limits.asks_per_rater`)."""
@@ -95,16 +93,6 @@ def build_app(
     return app
 
 
-def _bound_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas. Gradio runs handlers on many worker threads, and glibc gives threads their own
-    arenas, whose freed memory it keeps: the server grew 1.5 -> 4.1 GB over three rounds of 20 raters
-    (bench/load.py), flat at 2.2 GB with two arenas. A no-op where the C library is not glibc."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):
-        pass
-
-
 def launch(
     home=None,
     name: str | None = None,
@@ -116,7 +104,7 @@ def launch(
 ):
     """Serve the app (loopback by default), with logins when `users` is given; `launch_kwargs` go to
     `gr.Blocks.launch` (prevent_thread_lock...)."""
-    _bound_malloc_arenas()
+    bound_malloc_arenas()
     app = build_app(home, name, config, access=Access(users))
     app.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     auth = users.check if users else None

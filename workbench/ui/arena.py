@@ -18,6 +18,7 @@ from workbench.data.loaders import BadInputError
 from workbench.session import LABELS, Arena, ArenaSession, Column
 from workbench.training_job import JobRunning, JobStatus, TrainingJob
 from workbench.ui.access import Access
+from workbench.ui.memory import release_freed_memory
 from workbench.ui.render import CSS, column_html, esc, legend_html, reveal_html
 
 STARS = ["1", "2", "3", "4", "5"]
@@ -232,6 +233,7 @@ class ArenaTab:
             raise gr.Error(str(exc)) from None
         finally:
             self.arena.end_ask(rater)
+            release_freed_memory()
         yield {self.status: f"Turn {session.turns} answered. Rate the answers and vote to see which is which."}
 
     def on_submit(self, session: ArenaSession | None, *values):
