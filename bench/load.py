@@ -20,10 +20,10 @@ Figures, one section per rater count:
 - `turn_s`: the run's wall time over its asks (the server's time per turn under load);
 - `asks`, `votes`, `errors` (failed calls; the first few in `error_samples`), `connect_p95_ms` (`Client(...)`);
 - `server_rss_mb_start` (after the warm-up turn), `server_rss_mb_end` (after the last vote) and
-  `server_rss_mb_peak` (VmHWM) of the server process. Before the app capped glibc's malloc arenas
-  (`workbench.ui.app._bound_malloc_arenas`) it grew with the turns served, 1.5 -> 3.1 GB over 50 turns, freed
-  memory held in per-thread arenas (the handlers run on Gradio's worker threads), not objects kept alive; with the
-  cap, 1.5 -> 1.6 GB over 20 turns and 1.5 -> 2.2 GB over 50.
+  `server_rss_mb_peak` (VmHWM) of the server process. Before the app capped glibc's malloc arenas and trimmed the
+  heap after each turn (`workbench/ui/memory.py`) it grew with the turns served, 1.5 -> 3.1 GB over 50 turns:
+  freed memory held in per-thread arenas (the handlers run on Gradio's worker threads), not objects kept alive.
+  With the cap alone, 1.5 -> 2.2 GB over 50; with the cap and the trim, 1.3 -> 1.6 GB.
 Usage: python bench/load.py [--raters 20,50] [--tokens 16]
 """
 
