@@ -165,3 +165,12 @@ def test_judges_read_as_names_and_sources_as_ranks():
     assert "0.029" not in page and "0.016" not in page
     assert "could not be scored" in column_html(replace(column, judges={"token_f1": None}))
     assert "supported" in legend_html() and "likely unsupported" in legend_html()
+
+
+def test_star_choices_are_the_strings_the_api_schema_promises():
+    import gradio as gr
+
+    from workbench.ui.arena import STARS
+
+    info = gr.Radio(STARS).api_info()
+    assert info["type"] == "string" and all(isinstance(choice, str) for choice in info["enum"])
