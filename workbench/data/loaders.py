@@ -175,6 +175,9 @@ def _read_document_file(path: Path, doc_id: str, report: LoadReport) -> Document
             except BadInputError as exc:
                 report.skip(source, str(exc))
                 return None
+        if not text.strip():  # e.g. only Unicode line separators, or markup without visible text
+            report.skip(source, "no text, only whitespace")
+            return None
         title = title or _title_from_text(text, path.stem)
     report.files_read.append(source)
     return Document(id=doc_id, title=title, text=text, source=source, format=suffix.lstrip("."))
