@@ -174,3 +174,12 @@ def test_star_choices_are_the_strings_the_api_schema_promises():
 
     info = gr.Radio(STARS).api_info()
     assert info["type"] == "string" and all(isinstance(choice, str) for choice in info["enum"])
+
+
+def test_the_status_says_why_a_variant_cannot_answer_unless_its_adapter_is_training():
+    tab, _, _ = _tab(RUNNING)
+    assert "cannot answer" not in tab.on_load("", None)[tab.status]  # the training line says when they join
+    failed = replace(RUNNING, state="failed", error="out of memory")
+    tab, _, _ = _tab(failed)
+    note = tab.on_load("", None)[tab.status]
+    assert "ft cannot answer: no adapter yet" in note and "ft_rag cannot answer" in note

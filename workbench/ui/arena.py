@@ -21,6 +21,7 @@ from workbench.ui.access import Access
 from workbench.ui.memory import release_freed_memory
 from workbench.ui.render import CSS, column_html, esc, legend_html, reveal_html
 
+ADAPTER_VARIANTS = ("ft", "ft_rag")
 STARS = ["1", "2", "3", "4", "5"]
 """Star choices as text: Gradio's API schema calls a Radio's value a string whatever its choices are."""
 
@@ -150,8 +151,10 @@ class ArenaTab:
         note = f"You rate as **{rater}**." if self.arena.name else "No prepared run to compare."
         if self.arena.detector_problem:
             note += f" Claims are not checked: {self.arena.detector_problem}."
+        training = self.job is not None and self.job.status().state == "running"
         for variant, why in self.arena.unavailable().items():
-            note += f"\n\n{variant} cannot answer: {why}"
+            if not (training and variant in ADAPTER_VARIANTS):  # the training line says when they join
+                note += f"\n\n{variant} cannot answer: {why}"
         out = {self.rater: rater, self.variants: gr.update(choices=choices, value=chosen), self.offered: choices}
         out[self.vote] = gr.update(choices=_vote_choices(list(LABELS[: len(chosen)])), value=None)
         out |= {self.status: note, self.legend: gr.update(visible=not self.arena.detector_problem)}
