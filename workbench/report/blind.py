@@ -32,6 +32,17 @@ def revealed(
     )
 
 
+def revealed_arena_rows(store, run: str, rater: str | None = None) -> tuple[list, list, list, list]:
+    """`revealed` over the arena rows of `run` in `store` (answers, ratings, judgements, claims; eval rows left
+    out), of one `rater`'s ratings when given; read inside the caller's `store.snapshot()` for one consistent view."""
+    ratings = [r for r in store.ratings(run) if rater is None or r["rater"] == rater]
+    answers, judgements, claims = (
+        [row for row in rows if row["eval_id"] is None]
+        for rows in (store.answers(run), store.judgements(run), store.claim_flags(run))
+    )
+    return revealed(answers, ratings, judgements, claims)
+
+
 def blinded(ratings: list[dict]) -> list[dict]:
     """Rating rows as an export may carry them: on a turn not voted on, the variant is replaced by its column
     letter (`column B`), from the conversation's stored blind order."""

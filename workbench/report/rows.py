@@ -12,7 +12,7 @@ from pathlib import Path
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
 from workbench.eval.runner import Question, load_questions
-from workbench.report.blind import revealed
+from workbench.report.blind import revealed_arena_rows
 from workbench.store import Store
 from workbench.workspace import index_paths, read_events, read_json, read_metrics, resolve_home, run_paths
 
@@ -77,12 +77,8 @@ def load_rows(store: Store, name: str, config: Config, home=None, eval_id: str |
             rows.eval_answers = store.answers(eval_id=chosen)
             rows.eval_judgements = store.judgements(eval_id=chosen)
             rows.eval_claims = store.claim_flags(eval_id=chosen)
-        arena = revealed(  # blind until the vote: turns not voted on yet stay out of every figure
-            [r for r in store.answers(name) if r["eval_id"] is None],
-            store.ratings(name),
-            [r for r in store.judgements(name) if r["eval_id"] is None],
-            [r for r in store.claim_flags(name) if r["eval_id"] is None],
-        )
+        # blind until the vote: turns not voted on yet stay out of every figure
+        arena = revealed_arena_rows(store, name)
         rows.arena_answers, rows.ratings, rows.arena_judgements, rows.arena_claims = arena
     if rows.eval is None:
         rows.notes.append(f"run {name} has no eval yet: `workbench eval --name {name}` answers its test questions")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from workbench.report.blind import revealed
+from workbench.report.blind import revealed_arena_rows
 from workbench.store import Store
 
 
@@ -12,12 +12,8 @@ def variant_summary(store: Store, run: str, rater: str | None = None) -> dict[st
     """`summarize` over the arena rows of `run` (answers to conversation turns; eval answers are left out) on
     turns already voted on (`blind.revealed`), of one `rater`'s ratings when given."""
     with store.snapshot():
-        answers, ratings = store.answers(run), store.ratings(run)
-        judgements, claims = store.judgements(run), store.claim_flags(run)
-    if rater is not None:
-        ratings = [r for r in ratings if r["rater"] == rater]
-    arena = [[row for row in rows if row["eval_id"] is None] for rows in (answers, judgements, claims)]
-    return summarize(*revealed(arena[0], ratings, arena[1], arena[2]))
+        arena = revealed_arena_rows(store, run, rater)
+    return summarize(*arena)
 
 
 def summarize(answers: list[dict], ratings: list[dict], judgements: list[dict], claims: list[dict]) -> dict[str, dict]:
