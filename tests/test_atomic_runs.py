@@ -17,8 +17,9 @@ from workbench.workspace import index_paths, read_json, run_paths
 
 PREPARE_WRITES = 7
 """Files one prepare writes: three splits, documents, quality.json, quality.md, manifest."""
-INDEX_WRITES = 3
-"""Files one index build writes: index.faiss, chunks.jsonl, manifest."""
+INDEX_WRITES = 8
+"""Files one index build writes: index.faiss, chunks.jsonl, BM25's five (three arrays, vocabulary, parameters),
+manifest."""
 
 SPLIT_ALL = Config(prepare={"split": {"train": 0.4, "val": 0.3, "test": 0.3}})
 """Every split gets questions, so each split file differs between two versions of the corpus."""

@@ -5,6 +5,7 @@ Lexical matching catches what a small embedder blurs: part numbers, error codes,
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -40,7 +41,12 @@ class BM25:
         return cls(model, len(texts))
 
     def save(self, folder: Path) -> None:
+        """bm25s' files, each synced to disk as every index artifact is, so a full disk fails the build here rather
+        than leaving a short file that the manifest's hash would vouch for."""
         self.model.save(str(folder), show_progress=False)
+        for file in sorted(folder.iterdir()):
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
 
     @classmethod
     def load(cls, folder: Path, size: int) -> BM25:
