@@ -81,7 +81,7 @@ def _in_folder(name: str, content: bytes):
     return folder, path
 
 
-def _load_corpus(path: Path, skip_bad_rows: bool) -> None:
+def assert_corpus_read_or_refused(path: Path, skip_bad_rows: bool) -> None:
     try:
         docs, report = load_corpus([path], skip_bad_rows=skip_bad_rows, progress=False)
     except BadInputError as exc:
@@ -94,7 +94,7 @@ def _load_corpus(path: Path, skip_bad_rows: bool) -> None:
         assert all(isinstance(value, str) for value in (doc.id, doc.title, doc.text)) and doc.text.strip()
 
 
-def _load_qa(path: Path, skip_bad_rows: bool) -> None:
+def assert_qa_read_or_refused(path: Path, skip_bad_rows: bool) -> None:
     try:
         pairs, report = load_qa(path, skip_bad_rows=skip_bad_rows)
     except BadInputError as exc:
@@ -112,7 +112,7 @@ def _load_qa(path: Path, skip_bad_rows: bool) -> None:
 def test_corpus_jsonl_rows(content, skip_bad_rows):
     folder, path = _in_folder("rows.jsonl", content)
     with folder:
-        _load_corpus(path, skip_bad_rows)
+        assert_corpus_read_or_refused(path, skip_bad_rows)
 
 
 @FUZZ
@@ -120,7 +120,7 @@ def test_corpus_jsonl_rows(content, skip_bad_rows):
 def test_corpus_csv_rows(content, skip_bad_rows):
     folder, path = _in_folder("rows.csv", content)
     with folder:
-        _load_corpus(path, skip_bad_rows)
+        assert_corpus_read_or_refused(path, skip_bad_rows)
 
 
 @FUZZ
@@ -130,7 +130,7 @@ def test_corpus_csv_rows(content, skip_bad_rows):
 def test_corpus_documents(content, suffix):
     folder, path = _in_folder("doc" + suffix, content)
     with folder:
-        _load_corpus(path, skip_bad_rows=False)
+        assert_corpus_read_or_refused(path, skip_bad_rows=False)
 
 
 @FUZZ
@@ -138,7 +138,7 @@ def test_corpus_documents(content, suffix):
 def test_qa_jsonl(content, skip_bad_rows):
     folder, path = _in_folder("qa.jsonl", content)
     with folder:
-        _load_qa(path, skip_bad_rows)
+        assert_qa_read_or_refused(path, skip_bad_rows)
 
 
 @FUZZ
@@ -146,7 +146,7 @@ def test_qa_jsonl(content, skip_bad_rows):
 def test_qa_csv(content, skip_bad_rows):
     folder, path = _in_folder("qa.csv", content)
     with folder:
-        _load_qa(path, skip_bad_rows)
+        assert_qa_read_or_refused(path, skip_bad_rows)
 
 
 @FUZZ

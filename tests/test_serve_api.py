@@ -75,7 +75,7 @@ def _post(port, payload, headers=None):
     return _send(port, "POST", PATH, body, {"Content-Length": str(len(body)), **(headers or {})})
 
 
-def _refused(reply, status, fragment, expected_status):
+def assert_refused(reply, status, fragment, expected_status):
     assert status == expected_status, reply
     assert reply["error"]["type"] == ("invalid_request_error" if status != 401 else "authentication_error")
     assert fragment in reply["error"]["message"], reply
@@ -123,7 +123,7 @@ BAD_BODIES = {
 @pytest.mark.parametrize("body, fragment", BAD_BODIES.values(), ids=BAD_BODIES.keys())
 def test_a_bad_body_is_a_400_that_names_what_is_wrong(port, body, fragment):
     status, headers, reply = _post(port, body)
-    _refused(reply, status, fragment, 400)
+    assert_refused(reply, status, fragment, 400)
     assert headers["Connection"] == "close"
 
 
@@ -141,13 +141,13 @@ def test_a_bad_body_is_a_400_that_names_what_is_wrong(port, body, fragment):
 def test_a_body_of_unknown_or_excessive_size_is_refused_before_it_is_read(port, headers, body, status, fragment):
     started = time.perf_counter()
     answer, _, reply = _send(port, "POST", PATH, body, headers, timeout=5)  # a server waiting for the body times out
-    _refused(reply, answer, fragment, status)
+    assert_refused(reply, answer, fragment, status)
     assert time.perf_counter() - started < 2
 
 
 def test_an_oversized_body_sent_in_full_still_gets_its_413(port):
     status, _, reply = _post(port, ASK | {"messages": _messages(("user", "x" * 2_000_000))})
-    _refused(reply, status, "at most 1000000 are accepted (limits.body_bytes)", 413)
+    assert_refused(reply, status, "at most 1000000 are accepted (limits.body_bytes)", 413)
 
 
 def test_good_requests_are_answered_within_their_settings(port):
@@ -208,7 +208,7 @@ def test_a_client_that_leaves_mid_stream_stops_the_generation(engine, port, monk
 def test_with_keys_every_request_needs_one(locked_port):
     for headers in ({}, {"Authorization": "Bearer wrong-key"}, {"Authorization": "Basic first-key"}):
         status, answer_headers, reply = _send(locked_port, "GET", "/v1/models", headers=headers)
-        _refused(reply, status, "Authorization: Bearer KEY", 401)
+        assert_refused(reply, status, "Authorization: Bearer KEY", 401)
         assert answer_headers["WWW-Authenticate"] == "Bearer"
     status, _, reply = _post(locked_port, b"x" * 2000)  # refused before the body is looked at
     assert status == 401
