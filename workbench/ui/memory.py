@@ -8,12 +8,15 @@ freed memory back after each turn, keep it flat. Elsewhere (another C library) b
 from __future__ import annotations
 
 import ctypes
+import functools
 
 M_ARENA_MAX = -8
 """glibc's `mallopt` parameter for the number of malloc arenas (malloc.h)."""
 
 
+@functools.cache
 def _glibc():
+    """The C library, looked up once (a turn's trim runs on the hot path of every ask); None where it is not glibc."""
     try:
         return ctypes.CDLL("libc.so.6")
     except OSError:
