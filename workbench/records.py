@@ -151,9 +151,9 @@ def read_split(path: Path) -> list[Example]:
     redo = f"re-run `workbench prepare --name {path.parent.parent.name}` to rewrite it"
     if not path.is_file():
         raise _bad_input(f"{path}: no such split file; {redo}")
-    from workbench.data.loaders import read_jsonl  # loaders reads into these records: import when needed
+    from workbench.data.loaders import numbered_jsonl_rows  # loaders reads into these records: import when needed
 
-    return [_example_from_row(row, f"{path}:{number}", redo) for number, row in read_jsonl(path)]
+    return [_example_from_row(row, f"{path}:{number}", redo) for number, row in numbered_jsonl_rows(path)]
 
 
 def _example_from_row(row: dict | str, where: str, redo: str) -> Example:

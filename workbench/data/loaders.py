@@ -183,7 +183,7 @@ def _read_document_file(path: Path, doc_id: str, report: LoadReport) -> Document
     return Document(id=doc_id, title=title, text=text, source=source, format=suffix.lstrip("."))
 
 
-def read_jsonl(path: Path, max_depth: int = JSON_DEPTH) -> Iterator[tuple[int, dict | str]]:
+def numbered_jsonl_rows(path: Path, max_depth: int = JSON_DEPTH) -> Iterator[tuple[int, dict | str]]:
     """Yield `(line number, row)` for each non-blank line of a JSONL file, or `(line number, problem)` for a line
     that is not UTF-8, not JSON, nested more than `max_depth` deep or not an object: each caller stops or skips.
 
@@ -256,7 +256,7 @@ def _load_rows(
 ) -> list:
     """Each row of a JSONL or CSV file made into a record by `to_record(row, "file:line")`, which raises `_RowError`
     for a bad row: that row is a `BadInputError`, or with `skip_bad_rows` reported in `report` and skipped."""
-    rows = read_jsonl(path, json_depth) if path.suffix.lower() == ".jsonl" else _read_csv(path)
+    rows = numbered_jsonl_rows(path, json_depth) if path.suffix.lower() == ".jsonl" else _read_csv(path)
     records = []
     for line, row in rows:
         where = f"{path}:{line}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from workbench.config import Config
-from workbench.data.loaders import BadInputError, read_jsonl
+from workbench.data.loaders import BadInputError, numbered_jsonl_rows
 from workbench.judge.hallucination import Item, context_passages, make_detector
 from workbench.limits import JSON_DEPTH
 from workbench.workspace import write_jsonl_atomic
@@ -32,7 +32,7 @@ def read_rows(path: str | Path, indexed: bool, json_depth: int = JSON_DEPTH) -> 
     if not path.is_file():
         raise BadInputError(f"{path}: input file not found")
     rows = []
-    for line_number, row in read_jsonl(path, json_depth):
+    for line_number, row in numbered_jsonl_rows(path, json_depth):
         where = f"{path}:{line_number}"
         if isinstance(row, str):
             raise BadInputError(f"{where}: {row} (each line holds one JSON object with question and answer)")
