@@ -20,6 +20,7 @@ class FakeArena:
 
     def __init__(self):
         self.name, self.config, self.detector_problem, self.adapter = "demo", Config(), None, False
+        self.version = 0  # `Arena.version`; the ticks below pass no `seen`, so each one looks at the choices
 
     def choices(self) -> list[str]:
         return ["base", "ft", "rag", "ft_rag"] if self.adapter else ["base", "rag"]

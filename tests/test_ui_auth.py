@@ -48,12 +48,14 @@ def client(url: str, who: str) -> Client:
     return Client(url, auth=(who, PASSWORDS[who]), verbose=False)
 
 
-ADMIN_CALLS = {  # endpoint -> arguments: train, index, search, report, data, the arena's training retry
+ADMIN_CALLS = {  # endpoint -> arguments: train, index, search, report, the run picker, data, the training retry
     "/on_start_1": ["demo", False, *[None] * 25],
     "/on_build": ["demo"],
     "/on_search": ["demo", "warranty", 3],
     "/on_refresh_1": ["latest", ""],
-    "/lambda": ["demo"],
+    "/on_pick_run": ["demo"],
+    "/on_prepare": ["mine", [], None, False],
+    "/on_build_1": ["demo"],
     "/on_retry": [],
 }
 
@@ -67,6 +69,9 @@ def test_a_rater_cannot_train_index_search_report_or_read_the_corpus_through_the
         assert "Traceback" not in str(refused.value), endpoint
     found = client(url, "ada").predict("demo", "warranty", 3, api_name="/on_search")
     assert "wb-" in found and "only an admin" not in found
+    # The page load that fills the Data tab's quality report (corpus text) gives a rater nothing, quietly.
+    assert "Data quality report" not in str(rater.predict(api_name="/on_current"))
+    assert "Data quality report: demo" in client(url, "ada").predict(api_name="/on_current")
 
 
 def _ratings_csv(result) -> list[dict]:
@@ -121,5 +126,9 @@ def test_in_the_browser_a_rater_gets_the_arena_and_an_admin_every_tab(served):
             shown = {t.strip() for t in page.get_by_role("tab").all_inner_texts()}
             assert shown == tabs, who
             assert f"You rate as {who}" in page.locator("#wb-status").inner_text()
+            picker = page.locator("#wb-run")  # the run picker: admins only, with each run's steps
+            assert picker.is_visible() == (who == "ada"), who
+            if who == "ada":
+                assert "demo · prepared, indexed" in picker.locator("input").input_value()
             page.close()
         browser.close()

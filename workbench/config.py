@@ -267,6 +267,13 @@ class LimitsConfig(_Section):
     """Deepest nesting a JSON row or request body may have."""
     asks_per_rater: int = Field(1, ge=1)
     """Questions one rater may have generating at once in the arena; more wait for a clear message instead."""
+    upload_file_bytes: int = Field(256 * 1024**2, ge=1)
+    """Largest file an upload in the app may hold: each file, each member of a .zip (unpacked) and the .zip itself.
+    For bigger files, put them on the machine and run `workbench prepare` there."""
+    upload_total_bytes: int = Field(1024**3, ge=1)
+    """Most bytes one upload may put in the workspace, .zip members counted unpacked (a zip bomb stops here)."""
+    upload_files: int = Field(10_000, ge=1)
+    """Most files one upload may hold, .zip members (and folders in them) included."""
 
 
 class Config(_Section):

@@ -333,6 +333,8 @@ class Arena:
         self.store = store or Store.open(home=self.home)
         self.references = load_references(name, self.home) if name else {}
         self.detector, self.detector_problem = None, None
+        self.version = 0
+        """Counts switches and reloads: a browser that showed an older version refreshes its variant choices."""
         self._engine = None
         self._lock = threading.Lock()
         self._asks: dict[str, list[float]] = {}  # rater -> when each of their asks in flight was accepted
@@ -357,10 +359,22 @@ class Arena:
                 self._engine = engine
             return self._engine
 
-    def reload(self) -> None:
-        """Build the engine again on next use: a new adapter or index was written (new sessions get it)."""
+    def reload(self, name: str | None = None) -> None:
+        """Build the engine again on next use: a new adapter or index was written (new sessions get it). With
+        `name`, only if that is the run served (a run trained or indexed in the background may not be)."""
         with self._lock:
-            self._engine = None
+            if name is None or name == self.name:
+                self._engine = None
+                self.version += 1
+
+    def switch(self, name: str | None) -> None:
+        """Serve run `name` from now on: new conversations use it, with an engine built for it on next use (its
+        adapters and index) and its reference answers; a conversation already started keeps its run until its
+        vote, so its answers and ratings stay with the run they were asked on."""
+        references = load_references(name, self.home) if name else {}
+        with self._lock:
+            self.name, self.references, self._engine = name, references, None
+            self.version += 1
 
     def choices(self) -> list[str]:
         """Every variant that can answer here: the local ones, then the configured remote endpoints."""
@@ -396,16 +410,23 @@ class Arena:
 
     def session(self, rater: str, variants: list[str], seed: int | None = None) -> ArenaSession:
         if not self.name:
-            raise ArenaError("no prepared run: run `workbench prepare --name NAME --corpus PATH` and serve it")
-        engine = self.engine
+            raise ArenaError("no prepared run: add your data in the Data tab, or run `workbench prepare`")
+        while True:  # the engine, run, references and detector of one version, even if a switch comes between
+            engine = self.engine
+            with self._lock:
+                if engine is self._engine:
+                    name, references, detector = self.name, self.references, self.detector
+                    break
+        if not name:
+            raise ArenaError("no prepared run: add your data in the Data tab, or run `workbench prepare`")
         return ArenaSession(
             engine,
             self.store,
-            self.name,
+            name,
             rater,
             variants,
-            scorer=Scorer(self.detector),
-            references=self.references,
+            scorer=Scorer(detector),
+            references=references,
             seed=seed,
             limits=self.config.limits,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable
 
 import gradio as gr
 
@@ -71,16 +72,23 @@ def training_html(status: JobStatus | None) -> str:
 class ArenaTab:
     """The components of the Arena tab and their handlers; build inside a `gr.Blocks` context.
 
-    `job` is the run's training job (None without a run): its state shows above the columns, polled every
-    `every_s` seconds, with a retry after a failure.
+    `job` is the run's training job (None without a run), or `job_for(run)` gives the job of the run the arena
+    serves when it can switch runs: its state shows above the columns, polled every `every_s` seconds, with a retry
+    after a failure. The same poll brings new variant choices when the arena switched runs or reloaded its engine.
     """
 
     def __init__(
-        self, arena: Arena, job: TrainingJob | None = None, every_s: float = 3.0, access: Access | None = None
+        self,
+        arena: Arena,
+        job: TrainingJob | None = None,
+        every_s: float = 3.0,
+        access: Access | None = None,
+        job_for: Callable[[str], TrainingJob] | None = None,
     ):
-        self.arena, self.job = arena, job
+        self.arena, self._job, self._job_for = arena, job, job_for
         self.session = gr.State(None)
         self.offered = gr.State(None)  # the variant choices this browser shows
+        self.seen = gr.State(None)  # the arena's version they were offered for (`Arena.version`)
         self.rater = gr.BrowserState("", storage_key="workbench-rater")
         with gr.Row():
             self.question = gr.Textbox(
@@ -121,7 +129,7 @@ class ArenaTab:
         # What `on_load` fills: the app wires it with `app.load(tab.on_load, [tab.rater], tab.loaded)`.
         self.loaded = [self.rater, self.variants, self.offered, self.status, self.legend, self.vote]
         self.loaded += [*self.columns, *self.ratings]
-        self.loaded += [self.training_row, self.training, self.retry]
+        self.loaded += [self.training_row, self.training, self.retry, self.seen]
         for trigger in (self.ask.click, self.question.submit):
             trigger(self.on_accept, [self.rater], None, queue=False, show_progress="hidden").success(
                 self.on_ask,
@@ -138,17 +146,26 @@ class ArenaTab:
         )
         self.reset.click(self.on_reset, [self.session, self.variants], ask_outputs)
         self.variants.input(self.on_pick, [self.variants, self.session], ask_outputs)
-        if job is not None:
+        if job is not None or job_for is not None:
             training = [self.training_row, self.training, self.retry]
-            outputs = {*training, self.variants, self.offered} | ask_outputs
-            gr.Timer(every_s).tick(self.on_tick, [self.offered, self.session], outputs, show_progress="hidden")
+            outputs = {*training, self.variants, self.offered, self.seen} | ask_outputs
+            inputs = [self.offered, self.session, self.seen]
+            gr.Timer(every_s).tick(self.on_tick, inputs, outputs, show_progress="hidden")
             self.retry.click((access or Access()).admin_only(self.on_retry), None, training)
+
+    @property
+    def job(self) -> TrainingJob | None:
+        """The training job of the run the arena serves now."""
+        if self._job_for is not None:
+            return self._job_for(self.arena.name) if self.arena.name else None
+        return self._job
 
     def on_load(self, stored: str, request: gr.Request):
         """Fill the variant choices (this builds the engine on the first visit) and settle the rater id."""
+        version = self.arena.version
         choices, chosen = self.arena.choices(), self.arena.defaults()
         rater = rater_id(stored, request)
-        note = f"You rate as **{rater}**." if self.arena.name else "No prepared run to compare."
+        note = f"You rate as **{rater}**." if self.arena.name else "No prepared run to compare yet."
         if self.arena.detector_problem:
             note += f" Claims are not checked: {self.arena.detector_problem}."
         training = self.job is not None and self.job.status().state == "running"
@@ -156,21 +173,29 @@ class ArenaTab:
             if not (training and variant in ADAPTER_VARIANTS):  # the training line says when they join
                 note += f"\n\n{variant} cannot answer: {why}"
         out = {self.rater: rater, self.variants: gr.update(choices=choices, value=chosen), self.offered: choices}
+        out[self.seen] = version
         out[self.vote] = gr.update(choices=_vote_choices(list(LABELS[: len(chosen)])), value=None)
         out |= {self.status: note, self.legend: gr.update(visible=not self.arena.detector_problem)}
         return out | self._training(self.job.status() if self.job else None) | self._shown(len(chosen))
 
-    def on_tick(self, offered: list[str] | None, session: ArenaSession | None = None):
-        """The training line; once the adapter is written (and the engine reloaded), its variants join the choices,
-        and are chosen, with their columns, unless a conversation is waiting for its vote."""
-        status = self.job.status()
-        out = self._training(status)
-        if status.has_adapter and offered is not None and (choices := self.arena.choices()) != offered:
+    def on_tick(self, offered: list[str] | None, session: ArenaSession | None = None, seen: int | None = None):
+        """The training line; once the arena changed since this browser was offered its variants (`seen`: an adapter
+        was written, an index built, another run chosen), the variants that can answer now are offered, and chosen
+        with their columns unless a conversation is waiting for its vote (then they are chosen after it)."""
+        job = self.job
+        out = self._training(job.status() if job is not None else None)
+        version = self.arena.version
+        if offered is None or (seen is not None and seen == version):
+            return out
+        choices = self.arena.choices()
+        if choices != offered:
             out |= {self.variants: gr.update(choices=choices), self.offered: choices}
-            if session is None or session.voted:
-                chosen = self.arena.defaults()
-                out |= self._cleared(None, len(chosen)) | {self.variants: gr.update(choices=choices, value=chosen)}
-        return out
+            if session is not None and not session.voted:
+                return out
+            chosen = self.arena.defaults()
+            out |= self._cleared(None, len(chosen)) | {self.variants: gr.update(choices=choices, value=chosen)}
+            out[self.status] = "Other variants can answer now; the next question starts a new conversation."
+        return out | {self.seen: version}
 
     def on_retry(self):
         """Start the failed fine-tune again, from its last checkpoint when it wrote one."""
@@ -222,6 +247,7 @@ class ArenaTab:
         rater = rater_id(stored, request)
         try:
             fresh = session is None or session.voted or sorted(session.variants) != sorted(chosen or [])
+            fresh = fresh or session.run != self.arena.name  # the app switched runs: a new conversation on the new one
             if fresh:
                 session = self.arena.session(rater, chosen or [])
             first = self._cleared(session, len(session.labels))

@@ -30,7 +30,7 @@ from workbench.ui.render import CSS, esc
 from workbench.variants import REMOTE_PREFIX
 from workbench.workspace import index_paths, run_paths
 
-NO_RUN = "No prepared run yet: run `workbench prepare --name NAME --corpus PATH --qa FILE` first."
+NO_RUN = "No prepared run yet: add your data and a QA set in the Data tab (or run `workbench prepare`) first."
 SPLITS = ("test", "val")
 EVAL_COLUMNS = ["id", "split", "variants", "questions", "stored / total", "started", "finished"]
 TAB_CSS = CSS + ".wb-failed { color: #b42318; white-space: pre-wrap; }\n"
@@ -145,7 +145,8 @@ def figures_html(record: dict | None, figures: dict[str, dict]) -> str:
 
 class EvalTab:
     """The components of the Eval tab and their handlers; build inside a `gr.Tab` context (pass the tab to refresh
-    the variants offered when it is opened). `store` defaults to the workspace's; `job_for` to `eval_job`."""
+    the variants offered when it is opened). `store` defaults to the workspace's; `job_for` to `eval_job`. The tab
+    evaluates run `name`, or with `current` the run `current()` names at each event (the app's chosen run)."""
 
     def __init__(
         self,
@@ -157,10 +158,12 @@ class EvalTab:
         tab: gr.Tab | None = None,
         every_s: float = 2.0,
         access: Access | None = None,
+        current: Callable[[], str | None] | None = None,
     ):
         from workbench.store import Store
 
-        self.home, self.name, self.config = home, name, config
+        self.home, self.config = home, config
+        self.current = current or (lambda: name)
         self.store = store or Store.open(home=home)
         self.job_for = job_for or (lambda run: eval_job(run, home))
         # Filled when the tab is opened (`on_open`), never with the page: like the Ratings tab, the page carries
@@ -178,7 +181,7 @@ class EvalTab:
                 models, value="local", label="LLM judge model", elem_id="wb-eval-judge-model"
             )
         with gr.Row():
-            self.start = gr.Button("Start", variant="primary", interactive=bool(name), elem_id="wb-eval-start")
+            self.start = gr.Button("Start", variant="primary", interactive=bool(self.name), elem_id="wb-eval-start")
             self.stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="wb-eval-stop")
         self.message = gr.HTML(css_template=TAB_CSS, elem_id="wb-eval-message")
         self.progress = gr.HTML(css_template=TAB_CSS, elem_id="wb-eval-progress")
@@ -199,10 +202,14 @@ class EvalTab:
         self.stop.click(admin(self.on_stop), [self.chosen], [self.message, *live])
         self.timer.tick(admin(self.on_refresh, quiet=True), [self.chosen], live, show_progress="hidden")
         self.chosen.input(admin(self.on_choose), [self.chosen], [self.figures])
+        self.opened = [self.variants, self.timer, *live]  # what `on_open` fills, from `[variants, chosen]`
         if tab is not None:
-            tab.select(
-                admin(self.on_open, quiet=True), [self.variants, self.chosen], [self.variants, self.timer, *live]
-            )
+            tab.select(admin(self.on_open, quiet=True), [self.variants, self.chosen], self.opened)
+
+    @property
+    def name(self) -> str | None:
+        """The run this tab evaluates now."""
+        return self.current()
 
     def _job(self) -> EvalJob | None:
         return self.job_for(self.name) if self.name else None

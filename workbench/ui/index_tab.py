@@ -84,7 +84,8 @@ def _path(hit: Hit) -> list[str]:
 class IndexTab:
     """The components of the Index tab and their handlers; build inside a `gr.Blocks` context.
 
-    `on_built(name)` runs after each successful build, so the app can point its RAG variants at the new index.
+    `on_built(name)` runs after each successful build, so the app can point its RAG variants at the new index. The
+    tab works on the run chosen in its own dropdown, or in `run` (the app's run picker, valued by run names).
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class IndexTab:
         config: Config,
         on_built: Callable[[str], None] | None = None,
         access: Access | None = None,
+        run: gr.Dropdown | None = None,
     ):
         admin = (access or Access()).admin_only
         self.home, self.config, self.on_built = home, config, on_built
@@ -101,7 +103,7 @@ class IndexTab:
         self._lock = threading.Lock()
         runs = indexable_runs(home)
         name = name if name in runs else None
-        self.run = gr.Dropdown(runs, value=name, label="Run", elem_id="wb-index-run")
+        self.run = run or gr.Dropdown(runs, value=name, label="Run", elem_id="wb-index-run")
         with gr.Row():
             self.build = gr.Button("Build index", variant="primary", elem_id="wb-index-build")
             self.update = gr.Button("Update (re-embed changed documents only)", elem_id="wb-index-update")
@@ -124,7 +126,7 @@ class IndexTab:
 
     def stats_for(self, run: str | None) -> str:
         if not run:
-            return "No prepared run yet: run `workbench prepare --name NAME --corpus PATH` first."
+            return "No prepared run yet: add your data in the Data tab (or run `workbench prepare`) first."
         manifest = index_paths(run, self.home).manifest
         return stats_markdown(read_json(manifest) if manifest.exists() else None)
 

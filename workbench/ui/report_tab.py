@@ -56,6 +56,7 @@ class ReportTab:
         self.ratings = gr.HTML(css_template=CSS, elem_id="wb-ratings")
         self.ratings_csv = gr.DownloadButton("Ratings (CSV)", visible=False, elem_id="wb-ratings-csv")
         outputs = [self.eval, self.body, *self.downloads, self.ratings, self.ratings_csv]
+        self.outputs = outputs
         admin = (access or Access()).admin_only
         self.refresh.click(admin(self.on_refresh), [self.eval, self.by], outputs)
         tab.select(admin(self.on_refresh, quiet=True), [self.eval, self.by], outputs)
@@ -87,6 +88,15 @@ class ReportTab:
         count = export_ratings_csv(store, csv, name)
         table = summary_html(variant_summary(store, name)) + f"<p>{count} ratings stored for run {esc(name)}.</p>"
         return picker, body, *files, table, gr.update(value=str(csv), visible=True)
+
+    def cleared(self, name: str | None) -> list:
+        """The tab emptied after another run was chosen (values for `outputs`): it fills again when opened or
+        refreshed, rather than computing a report nobody may look at."""
+        hidden = gr.update(visible=False)
+        note = (
+            f"<p>Run {esc(name)} chosen: press Refresh for its report.</p>" if name else "<p>No prepared run yet.</p>"
+        )
+        return [gr.update(choices=[LATEST], value=LATEST), note, hidden, hidden, hidden, "", hidden]
 
     def _write(self, name: str, report: dict) -> list[Path]:
         stem = self.out / f"report-{name}"

@@ -21,7 +21,7 @@ from workbench.training_job import JobRunning, JobStatus, TrainingJob
 from workbench.ui.access import Access
 from workbench.ui.render import esc
 
-NO_RUN = "No prepared run yet: run `workbench prepare --name NAME --corpus PATH [--qa PATH]` first."
+NO_RUN = "No prepared run yet: add your data in the Data tab (or run `workbench prepare`) first."
 ALERT_KINDS = ("spike", "overfit", "early_stop", "forgetting", "stopped")
 CSS = """
 .wb-train progress { width: 100%; height: 14px; }
@@ -131,7 +131,8 @@ def _frame(points: list[tuple], columns: list[str]) -> pd.DataFrame:
 
 
 class TrainTab:
-    """The components of the Train tab and their handlers; build inside a `gr.Blocks` context."""
+    """The components of the Train tab and their handlers; build inside a `gr.Blocks` context. The tab trains the
+    run chosen in its own dropdown, or in `run` (the app's run picker, whose values are run names) when given."""
 
     def __init__(
         self,
@@ -141,11 +142,14 @@ class TrainTab:
         job_for: Callable[[str], TrainingJob],
         every_s: float = 2.0,
         access: Access | None = None,
+        run: gr.Dropdown | None = None,
     ):
         admin = (access or Access()).admin_only
         self.config, self.job_for = config, job_for
-        runs = prepared_runs(home)
-        self.run = gr.Dropdown(runs, value=name if name in runs else None, label="Run", elem_id="wb-train-run")
+        if run is None:
+            runs = prepared_runs(home)
+            run = gr.Dropdown(runs, value=name if name in runs else None, label="Run", elem_id="wb-train-run")
+        self.run = run
         with gr.Accordion("Fine-tuning settings (config.finetune)", open=False):
             fields = FinetuneConfig.model_fields
             self.fields = {}
