@@ -52,6 +52,56 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from workbench.data import synth
+
+    config = load_config(args.config)
+    review = {"--accept": args.accept, "--reject": args.reject, "--apply": args.apply}
+    generation = {"--generator": args.generator, "--per-fact": args.per_fact, "--paraphrases": args.paraphrases}
+    generation["--limit-docs"] = args.limit_docs
+    if any(review.values()):
+        mixed = [flag for flag, value in generation.items() if value is not None]
+        if mixed:
+            raise BadInputError(
+                f"{', '.join(mixed)} generate pairs, while --accept, --reject and --apply work on the pairs already "
+                "generated; run them as two commands"
+            )
+        for flag, action in (("--accept", synth.accept_pairs), ("--reject", synth.reject_pairs)):
+            ids = [i.strip() for i in (review[flag] or "").split(",") if i.strip()]
+            if ids:
+                action(args.name, ids, args.home)
+                print(f"{flag.removeprefix('--')}ed {len(ids)} pair(s) in {synth.pairs_file(args.name, args.home)}")
+        if args.apply:
+            report = synth.apply_pairs(args.name, config, args.home)
+            added = report["added"]
+            print(
+                f"applied synthetic pairs to {args.name}: train {added['train']} / val {added['val']} / test "
+                f"{added['test']} ({report['paraphrases']} paraphrases; {report['replaced']} earlier synthetic rows "
+                f"replaced; {report['held_back_pending']} pending pair(s) of test documents held back until reviewed, "
+                f"{report['rejected']} rejected, {len(report['left_out_for_leakage'])} left out as too similar to "
+                "a question of another split)"
+            )
+        return 0
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" bars inside the synth bar
+    given = {key.removeprefix("--").replace("-", "_"): value for key, value in generation.items() if value is not None}
+    summary = synth.synthesize(args.name, config, args.home, progress=True, **given)
+    totals, answers = summary["totals"], summary["totals"]["answers"]
+    shares = (
+        f"; answers verbatim in their chunk {answers['verbatim']:.0%}, key facts found {answers['key_facts']:.0%}"
+        if totals["kept"]
+        else ""
+    )
+    print(
+        f"synthesized {args.name} with {summary['generator']}: kept {totals['kept']} of {totals['questions']} "
+        f"question(s) from {totals['facts']} facts in {totals['documents']} document(s), {totals['paraphrases']} "
+        f"paraphrase(s){shares}; {summary['timings']['total']:.0f} s. Wrote {synth.pairs_file(args.name, args.home)}: "
+        f"review it (--accept/--reject IDS), then `workbench synth --name {args.name} --apply`"
+    )
+    return 0
+
+
 class _StopRequest(threading.Event):
     """Set by Ctrl-C, or by `file` appearing (how the app's background training is cancelled)."""
 
@@ -390,6 +440,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad-rows", action="store_true", help="skip malformed JSONL/CSV rows instead of failing"
     )
 
+    synth = commands.add_parser(
+        "synth",
+        parents=[common],
+        help="generate synthetic QA pairs from a prepared run's documents; review them; add them to the splits",
+    )
+    synth.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
+    synth.add_argument("--generator", help="local (default: the base chat model) or remote:NAME of chat.remotes")
+    synth.add_argument("--per-fact", type=int, help="questions written per fact (a sentence) (default 1)")
+    synth.add_argument("--paraphrases", type=int, help="rewordings kept per question, at most (default 2; 0: none)")
+    synth.add_argument("--limit-docs", type=int, help="only the run's first N documents")
+    synth.add_argument("--accept", metavar="IDS", help="mark these pairs (comma-separated ids) accepted")
+    synth.add_argument("--reject", metavar="IDS", help="mark these pairs (comma-separated ids) rejected")
+    synth.add_argument(
+        "--apply",
+        action="store_true",
+        help="add the non-rejected pairs to data/{train,val,test}.jsonl (replacing earlier synthetic rows; "
+        "pending pairs never go to test)",
+    )
+
     tune = commands.add_parser("finetune", parents=[common], help="train a LoRA adapter on a prepared run")
     tune.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
     tune.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides the config)")
@@ -480,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "prepare": _prepare,
+    "synth": _synth,
     "finetune": _finetune,
     "eval": _eval,
     "report": _report,
