@@ -467,9 +467,14 @@ def synthesize(
     paraphrases: int = 2,
     limit_docs: int | None = None,
     progress: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Generate and check QA pairs for run `name`'s documents (the first `limit_docs`), merge them into the pairs
-    file and write the summary; returns the summary. `generator` is `local`, `remote:NAME` or a `Generator`."""
+    file and write the summary; returns the summary. `generator` is `local`, `remote:NAME` or a `Generator`.
+
+    `progress` shows a tqdm bar (the CLI); `on_progress(chunks done, chunks in all)` is called once the documents
+    are chunked and after each batch (the app's progress bar). An exception it raises ends the run there, the files
+    left as they were (how the app's Stop works)."""
     config = config or Config()
     if per_fact < 1:
         raise BadInputError(f"--per-fact {per_fact}: give at least 1 question per fact")
@@ -489,6 +494,8 @@ def synthesize(
     stats = {doc.id: {"chunks": 0, "facts": 0, "questions": 0, "kept": 0, "paraphrases": 0} for doc in documents}
     dropped: dict[str, Counter] = {doc.id: Counter() for doc in documents}
     kept: list[SynthPair] = []
+    report = on_progress or (lambda done, total: None)
+    report(0, len(chunks))
     with tqdm(total=len(chunks), desc="synth", unit="chunk", disable=not progress) as bar:
         for start in range(0, len(chunks), CHUNKS_PER_BATCH):
             batch = chunks[start : start + CHUNKS_PER_BATCH]
@@ -498,6 +505,7 @@ def synthesize(
                 stats[doc.id]["facts"] += len(sentences)
             kept += _generate(writer, facts, per_fact, paraphrases, stats, dropped, kept)
             bar.update(len(batch))
+            report(start + len(batch), len(chunks))
     generated = time.perf_counter()
 
     summary = {

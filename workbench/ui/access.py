@@ -10,6 +10,7 @@ of an admin tab is registered through `Access.admin_only`, which checks the call
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
 
 import gradio as gr
@@ -50,6 +51,15 @@ class Access:
             return handler(*args, **kwargs)
 
         guarded.__signature__ = signature.replace(parameters=[*params[:at], request, *params[at:]])
-        guarded.__annotations__ = {"request": gr.Request}  # resolved type hints: what Gradio reads to pass it
+        # Resolved type hints, what Gradio reads to pass a request or event data (a `gr.SelectData` parameter).
+        guarded.__annotations__ = {**_type_hints(handler), "request": gr.Request}
         guarded.__name__ = getattr(handler, "__name__", "handler")
         return guarded
+
+
+def _type_hints(handler: Callable) -> dict:
+    """`handler`'s parameter types resolved in its own module (its annotations are strings there), or none."""
+    try:
+        return typing.get_type_hints(handler)
+    except (NameError, TypeError):
+        return {}

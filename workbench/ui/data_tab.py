@@ -6,6 +6,9 @@ and what to do, when a name or a size is unsafe) and `workbench prepare`'s own f
 report is the CLI's. A prepared run becomes the one the app serves (the run picker shows it, the arena switches to
 it). Build index is the Index tab's build (`IndexTab.on_build`) on the picker's run. File names and reasons shown
 here are escaped; the quality report is the Markdown `prepare` wrote (corpus text escaped there).
+
+Below, in its own section, synthetic QA for the picker's run (`workbench.ui.synth_panel`): generate pairs, review
+them, apply them to the splits, as `workbench synth` does.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from workbench.ui.access import Access
 from workbench.ui.index_tab import IndexTab
 from workbench.ui.render import esc
 from workbench.ui.run_picker import RunPicker
+from workbench.ui.synth_panel import SynthPanel
 from workbench.workspace import run_paths
 
 CSS = ".wb-failed { color: #b42318; white-space: pre-wrap; }\n.wb-skipped li { margin: 2px 0; }\n"
@@ -96,6 +100,7 @@ class DataTab:
         self.message = gr.HTML(css_template=CSS, elem_id="wb-data-message")
         self.built = gr.HTML(css_template=CSS, elem_id="wb-data-built")
         self.report = gr.Markdown(quality_text(home, picker.arena.name) if visible else "", elem_id="wb-data-report")
+        self.synth = SynthPanel(home, config, picker.dropdown, access, on_applied=self.on_applied)
 
         prepared = [self.message, self.built, self.report, picker.dropdown]
         self.prepare.click(
@@ -128,6 +133,11 @@ class DataTab:
             self.report: quality_text(self.home, name),
             self.picker.dropdown: gr.update(choices=self.picker.choices(), value=name),
         }
+
+    def on_applied(self, run: str) -> None:
+        """Synthetic pairs went into `run`'s splits: if the app serves it, its reference answers are read again."""
+        if run == self.picker.arena.name:
+            self.picker.serve(run, changed=True)
 
     def on_run(self, run: str | None) -> str:
         """The chosen run's quality report."""
