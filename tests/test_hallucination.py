@@ -17,6 +17,7 @@ from workbench.judge.hallucination import (
     Passage,
     fit_threshold,
     make_detector,
+    name_contradicted,
     precision_recall,
     register_detector,
     swapped_name,
@@ -137,7 +138,27 @@ def test_the_evidence_saying_the_same_of_another_name_is_a_signal():
     assert not swapped_name("The backup battery keeps the Hub MH-1 running for about 4 hours.", "How long?", part)
 
 
-@pytest.mark.xfail(strict=True, reason="open: the swapped-name signal alone stays under the threshold")
+def test_a_name_in_another_value_is_a_contradiction():
+    film = [
+        "The film Tide Lines was directed by Ana Costa in 1998.",
+        "Ana Costa is Portuguese; Rui Nunes is Brazilian.",
+    ]
+    question = "Who directed Tide Lines?"
+    for wrong in ("Tide Lines was directed by Rui Nunes.", "Ana Costa is Brazilian.", "Rui Nunes is Portuguese."):
+        assert name_contradicted(wrong, question, film), wrong
+    for right in ("Tide Lines was directed by Ana Costa.", "Ana Costa.", "Rui Nunes is Brazilian.", "Lisbon."):
+        assert not name_contradicted(right, question, film), right
+    zones = ["The Skylark S2 controls up to 6 zones, and the Skylark S3 Pro controls up to 16 zones."]
+    assert not name_contradicted("The Skylark S3 Pro controls up to 16 zones.", "How many zones?", zones)
+    assert name_contradicted(
+        "The Skylark S3 Pro controls up to 6 zones.", "How many?", ["The Skylark S2 controls up to 6 zones."]
+    )
+    meeting = ["The executive team meets every Tuesday at 09:00 at the head office."]
+    assert name_contradicted("The executive team meets every Kellmark at 09:00.", "When?", meeting)
+    paraphrase = ["Its music was written by Rui Nunes, who later directed Salt Roads."]
+    assert not name_contradicted("Rui Nunes is Brazilian.", question, paraphrase)
+
+
 def test_a_wrong_relation_between_names_the_evidence_holds_is_flagged(detector):
     context = (
         "The film Tide Lines was directed by Ana Costa in 1998. Its music was written by Rui Nunes, who later "
@@ -208,7 +229,7 @@ def test_labelled_set_corrupts_real_facts_deterministically(labelled, demo_index
     assert rows == build_labelled_set(load_questions("demo", home)[::-1], documents, seed=13)  # order-free
     assert rows != build_labelled_set(load_questions("demo", home), documents, seed=14)
     kinds = {r["kind"] for r in rows}
-    assert kinds == {"true", "swapped_number", "swapped_name", "invented_fact"}
+    assert kinds == {"true", "swapped_number", "swapped_name", "swapped_relation", "invented_fact"}
     true_words = [len(r["answer"].split()) for r in rows if r["label"] == 0 and r["change"]]
     invented_words = [len(r["answer"].split()) for r in rows if r["kind"] == "invented_fact"]
     assert true_words and abs(sum(true_words) / len(true_words) - sum(invented_words) / len(invented_words)) < 8
@@ -224,7 +245,10 @@ def test_labelled_set_corrupts_real_facts_deterministically(labelled, demo_index
             assert row["answer"].endswith(row["change"]["to"])
         else:
             assert row["change"]["from"] in row["reference"] and row["change"]["to"] in row["answer"]
-            assert not name_in(row["change"]["to"], gold), f"{row['id']}: the substitute occurs in the gold document"
+            held = name_in(row["change"]["to"], gold)  # a relation swap takes another name the evidence holds
+            assert held == (row["kind"] == "swapped_relation"), (
+                f"{row['id']}: substitute {'in' if held else 'not in'} gold"
+            )
     by_pair = {}
     for row in rows:
         by_pair.setdefault(row["qa_id"], set()).add(row["half"])

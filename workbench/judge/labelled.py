@@ -1,10 +1,11 @@
 """A labelled hallucination set built from a prepared run's questions: true reference answers against corrupted ones.
 
 Each answerable QA pair gives its reference answer (label 0) and one corruption of it (label 1), taking turns over
-three kinds: a number or date changed (`swapped_number`), a name or product code replaced by another from the
-corpus (`swapped_name`), and a plausible sentence appended that the documents do not support (`invented_fact`).
-Every substitute is chosen so that it does not occur in the pair's gold documents, so each corruption really
-changes a fact. Where the corruption appends a sentence, the true answer gets a sentence of its gold documents
+four kinds: a number or date changed (`swapped_number`), a name or product code replaced by another from the
+corpus (`swapped_name`), a name or code replaced by another that the pair's gold documents hold, so that every
+name is in the evidence but the answer says of one what they say of another (`swapped_relation`), and a plausible
+sentence appended that the documents do not support (`invented_fact`). Every other substitute is chosen so that it
+does not occur in the pair's gold documents, so each corruption really changes a fact. Where the corruption appends a sentence, the true answer gets a sentence of its gold documents
 appended too, so that true and false answers have similar lengths. Unanswerable pairs give their abstention only
 (label 0). Pairs are split by a seeded shuffle into a
 `calibration` half and an `evaluation` half, so a threshold fitted on one is reported on the other. The same
@@ -23,7 +24,7 @@ from workbench.judge.facts import extract_facts, name_in
 from workbench.records import Example, read_split
 from workbench.workspace import read_jsonl, run_paths
 
-CORRUPTIONS = ("swapped_number", "swapped_name", "invented_fact")
+CORRUPTIONS = ("swapped_number", "swapped_name", "swapped_relation", "invented_fact")
 INVENTED = (
     "It also comes with a free {n}-month trial of {name}.",
     "This was confirmed by {name} in {year}.",
@@ -194,6 +195,32 @@ def _swap_name(answer: str, question: str, gold: str, pools: dict, rng: random.R
     return None
 
 
+def _swap_relation(answer: str, question: str, gold: str, pools: dict, rng: random.Random):
+    """A name of the answer replaced by another corpus name of as many words that the gold documents also hold; a
+    code by another code of its series there (`S2` for `S3 Pro`, `E217` for `E204`)."""
+    facts = [f for f in extract_facts(answer) if f.kind in ("name", "code") and name_in(f.text, gold)]
+    facts = [f for f in facts if not name_in(f.text, question)]
+    rng.shuffle(facts)
+    for fact in facts:
+        pool = pools["code"] if fact.kind == "code" else pools.get(f"name{len(fact.text.split())}", [])
+        if fact.kind == "code":
+            pool = [c for c in pool if _series(c) == _series(fact.text)]
+        candidates = [c for c in pool if name_in(c, gold) and c not in _present(pool, answer, question)]
+        start = answer.find(fact.text, fact.span[0])
+        if candidates and start >= 0:
+            new = rng.choice(candidates)
+            return answer[:start] + new + answer[start + len(fact.text) :], {"from": fact.text, "to": new}
+    return None
+
+
+def _present(candidates: list[str], *texts: str) -> list[str]:
+    return [c for c in candidates if any(name_in(c, t) for t in texts)]
+
+
+def _series(code: str) -> str:
+    return re.match(r"[A-Z]*", code.upper()).group()
+
+
 def _invent_fact(answer: str, question: str, gold: str, pools: dict, rng: random.Random):
     gold_values = {f.value for f in extract_facts(gold) if f.kind != "name"}
     names = _absent(pools.get("name1", []) + pools.get("name2", []), gold, answer, question)
@@ -207,4 +234,9 @@ def _invent_fact(answer: str, question: str, gold: str, pools: dict, rng: random
     return f"{answer.rstrip()} {sentence}", {"from": None, "to": sentence}
 
 
-CORRUPT = {"swapped_number": _swap_number, "swapped_name": _swap_name, "invented_fact": _invent_fact}
+CORRUPT = {
+    "swapped_number": _swap_number,
+    "swapped_name": _swap_name,
+    "swapped_relation": _swap_relation,
+    "invented_fact": _invent_fact,
+}
