@@ -273,6 +273,8 @@ def test_a_rater_compares_blind_votes_sees_the_names_and_markup_never_runs(serve
     revealed = dict(re.findall(r"\b([ABCD]) = (\w+)", page.locator("#wb-reveal").inner_text()))
     assert sorted(revealed) == list("ABCD") and sorted(revealed.values()) == sorted(VARIANTS)
     assert [h.split(" = ")[-1] for h in page.locator(".wb-head").all_inner_texts()] == [revealed[x] for x in "ABCD"]
+    # The page reads the stream before the capture's copy of it does: give the copy a moment on a busy machine.
+    page.wait_for_function(f"() => window.__wbPayloads.slice({count}).some(p => p.text.includes('Revealed'))")
     after = [p["text"] for p in page.evaluate("() => window.__wbPayloads")[count:]]
     assert any(name_leaks(text) for text in after)  # the same checker sees the names once they are sent
     shoot(page, "screenshot-arena-revealed.png")
