@@ -6,6 +6,7 @@ The fast tests drive generation with a scripted generator (no model); one slow t
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import DEMO
@@ -183,6 +184,10 @@ def test_apply_again_replaces_instead_of_duplicating_and_keeps_the_manifest_true
     manifest = read_json(paths.manifest)
     assert all(manifest["prepare"]["outputs"][f"data/{s}.jsonl"] == file_sha256(paths.split(s)) for s in contents)
     assert manifest["synth"]["pairs_sha256"] == file_sha256(synth.pairs_file("tiny", home))
+    inputs = manifest["prepare"]  # preparing again writes splits without synthetic rows, and says so
+    prepare("tiny", [Path(p) for p in inputs["corpus"]], Path(inputs["qa"]), home=home, progress=False)
+    assert "synth" not in read_json(paths.manifest)
+    assert not [e for s in contents for e in read_split(paths.split(s)) if e.origin == "synthetic"]
     # No synthetic question sits in one split while a near copy of it sits in another.
     examples = {s: read_split(paths.split(s)) for s in contents}
     for s, rows in examples.items():

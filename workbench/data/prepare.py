@@ -316,12 +316,14 @@ def _leakage(test: list[_Split], train: list[_Split], threshold: float) -> dict:
 
 
 def _write_manifest(paths, staged, config: Config, corpus, qa, input_files, outputs, report) -> None:
-    """The run's manifest with a new `prepare` section, written to `staged`; other steps' sections are kept."""
+    """The run's manifest with a new `prepare` section, written to `staged`; other steps' sections are kept, but
+    for `synth`'s, which describes synthetic rows the new splits no longer hold."""
     inputs = {str(path): file_sha256(Path(path)) for path in input_files}
     if qa is not None:
         inputs[str(qa)] = file_sha256(Path(qa))
     combined = hashlib.sha256("".join(f"{k}={v}\n" for k, v in sorted(inputs.items())).encode()).hexdigest()
     manifest = read_json(paths.manifest) if paths.manifest.exists() else {"name": paths.root.name}
+    manifest.pop("synth", None)  # the new splits hold no synthetic pairs until `synth --apply` adds them again
     manifest["prepare"] = {
         "created_at": report["created_at"],
         "config": config.model_dump(mode="json"),
