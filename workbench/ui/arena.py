@@ -69,6 +69,9 @@ def training_html(status: JobStatus | None) -> str:
     return f"<p>Training the fine-tuned variants: {progress}. They join the choices above when done.</p>"
 
 
+NO_RUN = "No prepared run to compare yet: an admin adds documents in the **Data** tab (or runs `workbench prepare`)."
+
+
 class ArenaTab:
     """The components of the Arena tab and their handlers; build inside a `gr.Blocks` context.
 
@@ -165,7 +168,7 @@ class ArenaTab:
         version = self.arena.version
         choices, chosen = self.arena.choices(), self.arena.defaults()
         rater = rater_id(stored, request)
-        note = f"You rate as **{rater}**." if self.arena.name else "No prepared run to compare yet."
+        note = f"You rate as **{rater}**." if self.arena.name else NO_RUN
         if self.arena.detector_problem:
             note += f" Claims are not checked: {self.arena.detector_problem}."
         training = self.job is not None and self.job.status().state == "running"
@@ -194,7 +197,11 @@ class ArenaTab:
                 return out
             chosen = self.arena.defaults()
             out |= self._cleared(None, len(chosen)) | {self.variants: gr.update(choices=choices, value=chosen)}
-            out[self.status] = "Other variants can answer now; the next question starts a new conversation."
+            out[self.status] = (
+                "Other variants can answer now; the next question starts a new conversation."
+                if session is not None
+                else "The variants are ready: ask a question."
+            )
         return out | {self.seen: version}
 
     def on_retry(self):
