@@ -56,10 +56,11 @@ from tqdm import tqdm
 
 from workbench.config import Config, PrepareConfig, RemoteConfig
 from workbench.data import split as splitting
+from workbench.data.examples import qa_example
 from workbench.data.loaders import BadInputError, numbered_jsonl_rows
 from workbench.judge.claims import split_sentences
 from workbench.judge.facts import Coverage, extract_facts
-from workbench.records import Chunk, Document, Example, read_split
+from workbench.records import Chunk, Document, Example, QAPair, read_split
 from workbench.text_metrics import content_words, normalize
 from workbench.variants import Decoding, conversation
 from workbench.workspace import (
@@ -809,19 +810,17 @@ def apply_pairs(name: str, config: Config | None = None, home: str | Path | None
 
 
 def _example(pair: SynthPair, group: int) -> Example:
-    return Example(
-        id=pair.id,
-        messages=[{"role": "user", "content": pair.question}, {"role": "assistant", "content": pair.answer}],
-        origin="synthetic",
-        kind="synthetic",
-        group=group,
-        question=pair.question,
-        answer=pair.answer,
+    qa = QAPair(
+        pair.id,
+        pair.question,
+        pair.answer,
+        source=f"synth:{pair.chunk_id}",
         doc_id=pair.doc_id,
         doc_ids=[pair.doc_id],
         paraphrases=list(pair.paraphrases),
         fields={"review": pair.status},
     )
+    return qa_example(qa, group, origin="synthetic")
 
 
 def _leaking(placed: dict[str, list[Example]], rows: dict[str, list[Example]], threshold: float) -> set[str]:
