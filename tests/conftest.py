@@ -1,4 +1,5 @@
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,12 @@ def demo_index(tmp_path_factory):
     prepare("demo", [DEMO / "corpus"], DEMO / "qa.jsonl", home=home, progress=False)
     manifest = build_index("demo", home=home, progress=False)
     return home, manifest
+
+
+def launch_locally(app, **launch) -> str:
+    """Serve a Gradio app on a free loopback port without blocking; its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _, url, _ = app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch)
+    return url

@@ -2,10 +2,10 @@
 
 import csv
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
+from conftest import launch_locally
 from gradio_client import Client
 
 from workbench.auth import Users, add_user
@@ -33,12 +33,7 @@ def served(demo_index, tiny_llama_folder, tmp_path_factory):
     arena = Arena(config, "demo", home)
     app = build_app(home, "demo", config, arena=arena, access=Access(users))
     app.queue(default_concurrency_limit=1)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    _, url, _ = app.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, auth=users.check
-    )
+    url = launch_locally(app, auth=users.check)
     yield url, home
     app.close()
     arena.store.close()

@@ -14,10 +14,10 @@ import json
 import os
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
+from conftest import launch_locally
 from test_session import write_random_adapter
 
 from workbench.config import Config
@@ -161,10 +161,7 @@ def served(demo_index, tmp_path_factory):
     arena.engine.answer("Warm up.", ["base", "ft"])  # first-call kernel set-up is not what the timing measures
     app = build_app(home, "demo", config, arena=arena)
     app.queue(default_concurrency_limit=1)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = launch_locally(app)
     yield url, home
     app.close()
     arena.store.close()

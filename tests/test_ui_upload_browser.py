@@ -7,10 +7,10 @@ new index. The tiny random-init model answers (what is checked is the path, not 
 """
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
+from conftest import launch_locally
 
 from workbench.config import Config
 from workbench.session import Arena
@@ -46,10 +46,7 @@ def served(tiny_llama_folder, tmp_path_factory):
     arena = Arena(config, None, home)
     app = build_app(home, None, config, arena=arena)
     app.queue(default_concurrency_limit=1)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = launch_locally(app)
     yield url, home
     app.close()
     arena.store.close()
