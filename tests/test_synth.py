@@ -6,12 +6,15 @@ The fast tests drive generation with a scripted generator (no model); one slow t
 import json
 import re
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from conftest import DEMO
 
 from workbench.cli import main
+from workbench.config import Config
 from workbench.data import synth
 from workbench.data.loaders import BadInputError
 from workbench.data.prepare import prepare
@@ -253,7 +256,7 @@ def test_bad_input_names_the_run_and_what_to_do(home, capsys):
         synth.apply_pairs("tiny", home=home)
     with pytest.raises(BadInputError, match="--per-fact 0"):
         synth.synthesize("tiny", home=home, generator=ScriptedGenerator(), per_fact=0)
-    with pytest.raises(BadInputError, match="--generator 'remote:x'.*no remote configured"):
+    with pytest.raises(BadInputError, match="generator 'remote:x'.*no remote configured"):
         synth.synthesize("tiny", home=home, generator="remote:x")
     synth.pairs_file("tiny", home).parent.mkdir(parents=True)
     synth.pairs_file("tiny", home).write_text('{"id": "a"}\n', encoding="utf-8")
@@ -264,6 +267,54 @@ def test_bad_input_names_the_run_and_what_to_do(home, capsys):
     assert "workbench synth: error:" in capsys.readouterr().err
     assert main(["synth", "--name", "tiny", "--home", str(home), "--apply", "--limit-docs", "2"]) == 2
     assert "--limit-docs generate pairs" in capsys.readouterr().err
+
+
+@pytest.fixture
+def endpoint():
+    """An OpenAI-compatible endpoint streaming `ScriptedGenerator`'s reply to each request's last message; yields
+    (base URL, the request bodies it got). A request whose message holds "Fogger" gets HTTP 500."""
+    scripted, bodies = ScriptedGenerator(wrong_weights=False), []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            bodies.append(body)
+            prompt = body["messages"][-1]["content"]
+            if "Fogger" in prompt:
+                self.send_error(500, "model overloaded")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            reply = scripted._reply(prompt)
+            for piece in (reply[: len(reply) // 2], reply[len(reply) // 2 :]):
+                self.wfile.write(f"data: {json.dumps({'choices': [{'delta': {'content': piece}}]})}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", bodies
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_remote_generator_writes_pairs_through_its_endpoint_and_a_failure_names_it(home, endpoint):
+    url, bodies = endpoint
+    config = Config.model_validate({"chat": {"remotes": {"big": {"base_url": url, "model": "big-model"}}}})
+    summary = synth.synthesize("tiny", config, home, generator="remote:big", paraphrases=1, limit_docs=3)
+    pairs = synth.read_pairs(synth.pairs_file("tiny", home))
+    assert summary["generator"] == "remote:big" and {p.generator for p in pairs} == {"remote:big"}
+    assert len(pairs) == 6 and all(p.verbatim or p.key_facts for p in pairs)  # cost and weight, 3 documents
+    assert all(len(p.paraphrases) == 1 for p in pairs if "cost" in p.question)
+    assert {b["model"] for b in bodies} == {"big-model"} and all(b["stream"] for b in bodies)
+    assert {b["temperature"] for b in bodies} == {0.0}  # one question per fact: greedy
+    before = synth.pairs_file("tiny", home).read_bytes()
+    with pytest.raises(BadInputError, match=r"generator remote:big: http://127.0.0.1:\d+/v1 failed \(HTTP 500"):
+        synth.synthesize("tiny", config, home, generator="remote:big")  # the fourth document, the Fogger, fails
+    assert synth.pairs_file("tiny", home).read_bytes() == before
 
 
 @pytest.mark.slow

@@ -63,7 +63,8 @@ def test_generate_review_in_the_table_and_apply_to_the_splits(home):
 
     out = panel.on_generate("tiny", "local", 1, 1, 0, "all")
     assert f"kept {DOCS} of {2 * DOCS} question(s)" in out[panel.message] and "scripted" in out[panel.message]
-    assert "fact_not_in_passage 10" in out[panel.message]  # the scripted weights are wrong: dropped by the checks
+    # the scripted weights are wrong: dropped by the checks, said in words
+    assert "answer states a fact the passage does not: 10" in out[panel.message]
     table = out[panel.table]
     assert list(table.columns) == COLUMNS and len(table) == DOCS and set(table["status"]) == {"pending"}
     row = table[table["document"] == "Dunmore Fogger (d3)"].iloc[0]
@@ -129,6 +130,24 @@ def test_messages_escape_what_they_quote_and_bad_options_say_what_to_do(home):
     assert "no prepared run &#x27;nope&#x27;" in panel.on_generate("nope", "local", 1, 0, 0, "all")[panel.message]
     assert "Select a row or type pair ids" in panel.on_reject("tiny", "", "all")[panel.reviewed]
     assert "Type the new question or answer" in panel.on_edit("tiny", "syn-1", "", " ", "all")[panel.reviewed]
+
+
+def test_before_any_pairs_and_after_a_run_change_the_panel_says_what_to_do_next(home):
+    panel = _panel(home)
+    first = "<p>No QA pairs for <b>tiny</b> yet: press <b>Generate QA pairs</b> first.</p>"
+    assert panel.on_apply("tiny") == first
+    assert panel.on_accept("tiny", "syn-1", "all")[panel.reviewed] == first
+    assert panel.on_edit("tiny", "syn-1", "Why?", "", "all")[panel.reviewed] == first
+    assert not synth.pairs_file("tiny", home).exists()  # nothing written by asking
+
+    synth.pairs_file("tiny", home).parent.mkdir(parents=True)
+    synth.pairs_file("tiny", home).write_text('{"id": "a"}\n', encoding="utf-8")
+    broken = panel.on_show("tiny", "all")[panel.counts]
+    assert "runs/tiny/synth/pairs.jsonl:1: missing field" in broken and str(home) not in broken  # workspace-relative
+
+    cleared = panel.on_run()  # another run picked: the previous run's messages and pair fields go
+    assert set(cleared) == {*panel.messages, panel.pair_id, panel.question, panel.answer, panel.source}
+    assert set(cleared.values()) == {""}
 
 
 def test_a_rater_is_refused_every_synth_action_and_an_admin_gets_the_select_event(home):

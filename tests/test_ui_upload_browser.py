@@ -81,6 +81,7 @@ def test_an_admin_uploads_prepares_indexes_and_asks_without_a_terminal(served, t
         assert "setup.exe: unsupported file type '.exe'" in said
         report = page.locator("#wb-data-report").inner_text()
         assert "Data quality report: kettles" in report and "unsupported file type" in report
+        assert "setup.exe" in report and str(home) not in report  # named as uploaded, not by its workspace path
         assert "Leakage" in report and "Splits" in report
         picker = page.locator("#wb-run input")
         assert picker.input_value() == "kettles · prepared"

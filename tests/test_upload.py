@@ -166,7 +166,7 @@ def test_two_files_of_one_name_and_a_bad_zip_are_refused(home, files, tmp_path):
         land_upload("mydocs", [], home=home)
     with pytest.raises(BadInputError, match="a QA set must be a .jsonl or .csv"):
         land_upload("mydocs", files[:1], qa=files[2], home=home)
-    with pytest.raises(BadInputError, match="run name: invalid run name '../x'"):
+    with pytest.raises(BadInputError, match="run name '../x': use 1-64"):
         land_upload("../x", files, home=home)
     assert_nothing_landed(home)
 

@@ -13,14 +13,14 @@ import re
 _MARKUP = re.compile(r"([\\`*_\[\]<>|~])")
 
 
-def _esc(value) -> str:
+def literal(value) -> str:
     """One line of literal text: markup characters backslash-escaped, line breaks (which end a table row) spaces."""
     return _MARKUP.sub(r"\\\1", " ".join(str(value).splitlines()))
 
 
 def _table(headers: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_esc(cell) for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(literal(cell) for cell in row) + " |" for row in rows]
     return lines + [""]
 
 
@@ -28,7 +28,7 @@ def quality_markdown(report: dict) -> str:
     docs, dupes, cleaning = report["documents"], report["duplicates"], report["cleaning"]
     words = docs["words"]
     out = [
-        f"# Data quality report: {_esc(report['name'])}",
+        f"# Data quality report: {literal(report['name'])}",
         "",
         f"Prepared {report['created_at']} in {report['seconds']} s.",
         "",
@@ -76,10 +76,10 @@ def quality_markdown(report: dict) -> str:
         out += [
             "## QA set",
             (
-                f"- File: {_esc(qa['file'])}; pairs: {qa['pairs']}; paraphrases: {qa['paraphrases']}; "
+                f"- File: {literal(qa['file'])}; pairs: {qa['pairs']}; paraphrases: {qa['paraphrases']}; "
                 f"groups of similar questions: {qa['groups']}"
             ),
-            "- By type: " + ", ".join(f"{_esc(k)} {v}" for k, v in sorted(qa["by_type"].items())),
+            "- By type: " + ", ".join(f"{literal(k)} {v}" for k, v in sorted(qa["by_type"].items())),
             (
                 f"- Rows skipped: {len(qa['skipped_rows'])}; references to unknown documents: "
                 f"{len(qa['unknown_doc_ids'])}; remapped to a kept duplicate: {len(qa['doc_ids_remapped'])}"

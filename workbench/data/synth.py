@@ -276,8 +276,8 @@ class RemoteGenerator:
                     pass
             except OSError as exc:
                 raise BadInputError(
-                    f"--generator {self.name}: {self.settings.base_url} failed ({exc}); check the endpoint and "
-                    "chat.remotes in the config, or use --generator local"
+                    f"generator {self.name}: {self.settings.base_url} failed ({exc}); check the endpoint and "
+                    "chat.remotes in the config, or use the local generator"
                 ) from None
             texts.append(text.strip())
         return texts
@@ -298,10 +298,23 @@ def make_generator(spec: str, config: Config) -> Generator:
     if spec.startswith("remote:") and remote in config.chat.remotes:
         return RemoteGenerator(remote, config.chat.remotes[remote], config.finetune.system_prompt)
     configured = ", ".join(f"remote:{name}" for name in config.chat.remotes) or "no remote configured"
-    raise BadInputError(f"--generator {spec!r}: use local or remote:NAME of chat.remotes in the config ({configured})")
+    raise BadInputError(f"generator {spec!r}: use local or remote:NAME of chat.remotes in the config ({configured})")
 
 
 # -- checks (pure) ---------------------------------------------------------------------------------------------------
+
+DROP_REASONS = {  # why a generated question or answer was dropped, in words (the summary counts the keys)
+    "no_question": "no usable question in the reply",
+    "points_at_passage": 'question points at "the passage"',
+    "copied_from_passage": "question copied from the passage",
+    "off_passage": "question about something the passage does not discuss",
+    "duplicate_question": "question asked already",
+    "no_answer": "no answer in the reply",
+    "abstains": "answer declined to answer",
+    "restates_question": "answer only restates the question",
+    "fact_not_in_passage": "answer states a fact the passage does not",
+    "words_not_in_passage": "answer's words mostly not the passage's",
+}
 
 
 def fact_sentences(text: str) -> list[str]:

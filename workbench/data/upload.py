@@ -91,10 +91,12 @@ def land_upload(
 ) -> Upload:
     """Copy `files` (each landed under its own file name; a `.zip` unpacked) and `qa` into a new folder of
     `HOME/uploads/NAME/`, all or nothing. Refusals are `BadInputError`s naming the file and what to do."""
+    if not name:
+        raise BadInputError("no run name: name the run first (e.g. support-docs)")
     try:
         check_name(name)
     except ValueError as exc:
-        raise BadInputError(f"run name: {exc}") from None
+        raise BadInputError(f"run name {str(exc).removeprefix('invalid run name ')}") from None
     limits = limits or LimitsConfig()
     files = [Path(f) for f in files]
     if not files:

@@ -13,13 +13,15 @@ them, apply them to the splits, as `workbench synth` does.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import gradio as gr
 
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
-from workbench.data.upload import Upload, prepare_upload
+from workbench.data.quality import literal
+from workbench.data.upload import Upload, prepare_upload, uploads_folder
 from workbench.runs import is_prepared
 from workbench.ui.access import Access
 from workbench.ui.index_tab import IndexTab
@@ -28,15 +30,27 @@ from workbench.ui.run_picker import RunPicker
 from workbench.ui.synth_panel import SynthPanel
 from workbench.workspace import run_paths
 
-CSS = ".wb-failed { color: #b42318; white-space: pre-wrap; }\n.wb-skipped li { margin: 2px 0; }\n"
+CSS = (
+    ".wb-failed { color: #b42318; white-space: pre-wrap; }\n.wb-warn { color: #b54708; }\n"
+    ".wb-skipped li { margin: 2px 0; }\n"
+)
 NO_RUN = "No prepared run yet: add your data above, or run `workbench prepare --name NAME --corpus PATH`."
 
 
 def quality_text(home: Path, name: str | None) -> str:
-    """Run `name`'s quality report as `prepare` wrote it (Markdown), or what to do without one."""
+    """Run `name`'s quality report as `prepare` wrote it (Markdown), uploaded files named as the user named them,
+    or what to do without one."""
     if not name or not is_prepared(name, home):
         return NO_RUN
-    return run_paths(name, home).quality_md.read_text(encoding="utf-8")
+    text = run_paths(name, home).quality_md.read_text(encoding="utf-8")
+    uploads = f"{uploads_folder(name, home)}/"
+    return as_uploaded(as_uploaded(text, literal(uploads)), uploads)  # table cells are escaped, list items not
+
+
+def as_uploaded(text: str, uploads: str) -> str:
+    """`text` with the landed files of the uploads folder `uploads` (`HOME/uploads/NAME/`, as written in `text`)
+    named by their path in the upload: `.../STAMP/corpus/notes/a.md` is `notes/a.md`, `.../STAMP/qa/qa.csv` `qa.csv`."""
+    return re.sub(re.escape(uploads) + r"[^/\s|]+/(?:corpus|qa)/", "", text)
 
 
 def prepared_html(name: str, upload: Upload, report: dict, replaced: bool) -> str:
@@ -49,20 +63,31 @@ def prepared_html(name: str, upload: Upload, report: dict, replaced: bool) -> st
         + "The app now serves this run.</p>"
     ]
     if skipped:
+        uploads = f"{upload.root.parent}/"
         items = "".join(
-            f"<li><b>{esc(_shown(entry['source'], upload))}</b>: {esc(entry['reason'])}</li>" for entry in skipped
+            f"<li><b>{esc(as_uploaded(entry['source'], uploads))}</b>: {esc(entry['reason'])}</li>" for entry in skipped
         )
         lines.append(f'<ul class="wb-skipped">{items}</ul>')
+    lines.append(_questions_note(report))
     lines.append("<p>Next: <b>Build index</b> for the RAG variants, then compare in the Arena.</p>")
     return "".join(lines)
 
 
-def _shown(source: str, upload: Upload) -> str:
-    """A landed file as the user named it: its path inside the upload."""
-    try:
-        return Path(source).relative_to(upload.corpus).as_posix()
-    except ValueError:
-        return source
+def _questions_note(report: dict) -> str:
+    """A warning when the run has no QA set, or no test questions: what that costs and where to get questions."""
+    synthetic = "generate question-answer pairs from your documents under <b>Synthetic QA pairs</b> below"
+    if report["qa"] is None:
+        return (
+            '<p class="wb-warn">No QA set: the fine-tune learns the text under each heading, and Eval can only ask '
+            'what a section says ("What does ... say?") and how a passage goes on, not the questions your users ask. '
+            f"For questions and answers, {synthetic}, or prepare again with a QA file.</p>"
+        )
+    if not report["splits"]["sizes"]["test"]:
+        return (
+            '<p class="wb-warn">The test split holds no questions, so Eval has nothing to measure: '
+            f"{synthetic} (accepted pairs of test documents go into test), or prepare again with more questions.</p>"
+        )
+    return ""
 
 
 class DataTab:

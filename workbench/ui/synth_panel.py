@@ -107,12 +107,14 @@ def generated_html(summary: dict) -> str:
         f"{totals['questions']} question(s) from {totals['facts']} fact(s) in {totals['documents']} document(s), "
         f"{totals['paraphrases']} paraphrase(s){shares}; {summary['timings']['total']:.0f} s."
     )
-    dropped = ", ".join(f"{reason} {count}" for reason, count in totals["dropped"].items())
+    dropped = "; ".join(
+        f"{synth.DROP_REASONS.get(reason, reason)}: {count}" for reason, count in totals["dropped"].items()
+    )
     held = summary["pairs_file"]
     by_status = ", ".join(f"{count} {status}" for status, count in held["by_status"].items())
     return (
         f"<p>{esc(text)}</p>"
-        + (f"<p>Dropped by the checks: {esc(dropped)}.</p>" if dropped else "")
+        + (f"<p>Dropped by the checks ({esc(dropped)}).</p>" if dropped else "")
         + f"<p>The pairs file holds {held['pairs']} pair(s) ({esc(by_status)}). Review them below, then "
         "<b>Apply to splits</b>.</p>"
     )
@@ -147,8 +149,12 @@ def _ids(text: str | None) -> list[str]:
     return [i for i in re.split(r"[,\s]+", text or "") if i]
 
 
-def _failed(exc: Exception) -> str:
-    return f'<p class="wb-failed">{esc(exc)}</p>'
+NO_PAIRS = "<p>No QA pairs for <b>{run}</b> yet: press <b>Generate QA pairs</b> first.</p>"
+
+
+def failed_html(exc: Exception, home: Path, lead: str = "") -> str:
+    """A refusal of `workbench.data.synth`, its workspace files named from the workspace (`runs/NAME/...`)."""
+    return f'<p class="wb-failed">{esc(lead)}{esc(str(exc).replace(f"{home}/", ""))}</p>'
 
 
 class SynthPanel:
@@ -253,6 +259,8 @@ class SynthPanel:
             listed,
             api_name="synth_pairs",
         )
+        self.messages = [self.message, self.stopping, self.reviewed, self.applied]
+        run.change(admin(self.on_run, quiet=True), None, [*self.messages, *pair], show_progress="hidden")
         self.table.select(admin(self.on_select), [run], pair, api_name="synth_select")
         self.pair_id.submit(admin(self.on_load), [run, self.pair_id], pair, api_name="synth_load")
         self.accept.click(
@@ -309,7 +317,7 @@ class SynthPanel:
         except Stopped:
             message = f"<p>Stopped: no pairs written; the pairs of <b>{esc(run)}</b> are as they were.</p>"
         except BadInputError as exc:
-            message = f'<p class="wb-failed">Not generated: {esc(exc)}</p>'
+            message = failed_html(exc, self.home, "Not generated: ")
         finally:
             with self._lock:
                 if self._stops.get(run) is stop:
@@ -326,6 +334,10 @@ class SynthPanel:
 
     # -- review ------------------------------------------------------------------------------------------------------
 
+    def on_run(self) -> dict:
+        """Another run was picked: the messages and the pair fields of the previous one are cleared."""
+        return {component: "" for component in [*self.messages, self.pair_id, self.question, self.answer, self.source]}
+
     def on_show(self, run: str | None, shown: str):
         """The table and counts of `run`'s pairs (when the section opens, the filter or the run changes)."""
         return self._listed(run, shown)
@@ -336,12 +348,18 @@ class SynthPanel:
         try:
             pairs = self._pairs(run)
         except BadInputError as exc:
-            return {self.table: pairs_frame([]), self.counts: _failed(exc)}
+            return {self.table: pairs_frame([]), self.counts: failed_html(exc, self.home)}
         return {self.table: pairs_frame(pairs, shown), self.counts: counts_html(run, pairs)}
 
     def _pairs(self, run: str) -> list[synth.SynthPair]:
         path = synth.pairs_file(run, self.home)
         return synth.read_pairs(path) if path.is_file() else []
+
+    def _no_pairs(self, run: str | None) -> str | None:
+        """What to do first when there is no run or it has no pairs file yet; None when there are pairs to act on."""
+        if not run:
+            return NO_RUN
+        return None if synth.pairs_file(run, self.home).is_file() else NO_PAIRS.format(run=esc(run))
 
     def on_select(self, run: str | None, evt: gr.SelectData):
         """A row chosen in the table: its id, question and answer in the edit fields, and where it came from."""
@@ -354,7 +372,8 @@ class SynthPanel:
         try:
             found = next((p for p in self._pairs(run) if p.id == wanted), None) if run and wanted else None
         except BadInputError as exc:
-            return {self.pair_id: wanted, self.question: "", self.answer: "", self.source: str(exc)}
+            shown_exc = str(exc).replace(f"{self.home}/", "")
+            return {self.pair_id: wanted, self.question: "", self.answer: "", self.source: shown_exc}
         if found is None:
             missing = f"No pair with id {wanted!r} in {run}." if wanted and run else ""
             return {self.pair_id: wanted, self.question: "", self.answer: "", self.source: missing}
@@ -373,22 +392,23 @@ class SynthPanel:
 
     def _review(self, run: str | None, pair_ids: str | None, shown: str, action: Callable, done: str) -> dict:
         ids = _ids(pair_ids)
-        if not run or not ids:
-            message = "<p>Select a row or type pair ids first.</p>" if run else NO_RUN
-            return {self.reviewed: message, **self._listed(run, shown)}
+        refused = self._no_pairs(run) or (None if ids else "<p>Select a row or type pair ids first.</p>")
+        if refused:
+            return {self.reviewed: refused, **self._listed(run, shown)}
         try:
             action(run, ids, self.home)
             message = f"<p>{done} {len(ids)} pair(s): {esc(', '.join(ids))}.</p>"
         except BadInputError as exc:
-            message = _failed(exc)
+            message = failed_html(exc, self.home)
         return {self.reviewed: message, **self._listed(run, shown)}
 
     def on_edit(self, run: str | None, pair_id: str | None, question: str | None, answer: str | None, shown: str):
         """Save the edited question and answer (an empty field leaves that one unchanged); the pair becomes edited."""
         wanted = (pair_id or "").strip()
-        if not run or not wanted or len(_ids(wanted)) != 1:
-            message = "<p>Select one row (or type one pair id) to edit.</p>" if run else NO_RUN
-            return {self.reviewed: message, **self._listed(run, shown)}
+        one = len(_ids(wanted)) == 1
+        refused = self._no_pairs(run) or (None if one else "<p>Select one row (or type one pair id) to edit.</p>")
+        if refused:
+            return {self.reviewed: refused, **self._listed(run, shown)}
         if not (question or "").strip() and not (answer or "").strip():
             return {self.reviewed: "<p>Type the new question or answer first.</p>", **self._listed(run, shown)}
         try:
@@ -396,7 +416,7 @@ class SynthPanel:
                 run, wanted, self.home, question=(question or "").strip() or None, answer=(answer or "").strip() or None
             )
         except BadInputError as exc:
-            return {self.reviewed: _failed(exc), **self._listed(run, shown)}
+            return {self.reviewed: failed_html(exc, self.home), **self._listed(run, shown)}
         checks = "answer word for word in the passage" if pair.verbatim else "answer not word for word in the passage"
         checks += ", key facts all found" if pair.key_facts else ""
         message = f"<p>Saved pair {esc(pair.id)} as edited ({checks}).</p>"
@@ -405,12 +425,13 @@ class SynthPanel:
     # -- apply -------------------------------------------------------------------------------------------------------
 
     def on_apply(self, run: str | None) -> str:
-        if not run:
-            return NO_RUN
+        refused = self._no_pairs(run)
+        if refused:
+            return refused
         try:
             report = synth.apply_pairs(run, self.config, self.home)
         except BadInputError as exc:
-            return f'<p class="wb-failed">Not applied: {esc(exc)}</p>'
+            return failed_html(exc, self.home, "Not applied: ")
         if self.on_applied is not None:
             self.on_applied(run)
         return applied_html(run, report)
