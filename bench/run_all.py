@@ -13,6 +13,7 @@ SCRIPTS = [  # the others are their helpers
         "finetune.py",
         "engine.py",
         "answers.py",
+        "prompt.py",
         "eval.py",
         "hallucination.py",
         "report.py",

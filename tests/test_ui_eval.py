@@ -41,7 +41,7 @@ def test_the_tab_offers_what_the_run_can_answer_and_runs_an_eval_to_the_end(home
     tab = _tab(home, _config(tiny_llama_folder))
     assert tab.variants.choices == [] and not tab.timer.active, "nothing per variant is sent with the page"
     opened = tab.on_open(None, None)
-    assert opened[tab.variants].choices == [("base", "base"), ("rag", "rag")]
+    assert opened[tab.variants].choices == [("base", "base"), ("prompt", "prompt"), ("rag", "rag")]
     assert opened[tab.variants].value == ["base", "rag"] and opened[tab.timer].active
     assert "No eval started" in opened[tab.progress] and opened[tab.table].empty
 
@@ -115,11 +115,13 @@ def test_a_failing_start_shows_the_cli_error_line(home, tiny_llama_folder):
 
 def test_choices_follow_the_run_files_and_judges_leave_out_pairwise(home):
     config = Config.model_validate({"chat": {"variants": ["base", "ft_rag"]}})
-    assert variant_choices(home, "demo", config) == (["base", "rag"], ["base"])
+    assert variant_choices(home, "demo", config) == (["base", "prompt", "rag"], ["base"])
     adapter = run_paths("demo", home).adapter
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text("{}")
-    assert variant_choices(home, "demo", config) == (["base", "ft", "rag", "ft_rag"], ["base", "ft_rag"])
+    assert variant_choices(home, "demo", config) == (["base", "prompt", "ft", "rag", "ft_rag"], ["base", "ft_rag"])
+    run_paths("demo", home).split("train").write_text("")  # no training questions: nothing to show `prompt`
+    assert variant_choices(home, "demo", config)[0] == ["base", "ft", "rag", "ft_rag"]
     assert variant_choices(home, None, config) == ([], [])
     assert judge_choices() == ["reference", "correctness", "groundedness", "helpfulness"]
     assert EvalRequest(("base", "rag"), "val", 3, ("reference", "correctness")).arguments() == [

@@ -469,7 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", parents=[common], help="answer a held-out split with every variant, score and store the answers"
     )
     evaluate.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
-    evaluate.add_argument("--variants", help="comma-separated: base,ft,rag,ft_rag,remote:NAME (default: configured)")
+    evaluate.add_argument(
+        "--variants", help="comma-separated: base,prompt,ft,rag,ft_rag,remote:NAME (default: configured)"
+    )
     evaluate.add_argument("--split", default="test", help="test (default), val, or a QA file (.jsonl / .csv)")
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
     evaluate.add_argument(

@@ -176,7 +176,8 @@ class RemoteConfig(_Section):
 
 class ChatConfig(_Section):
     variants: list[str] = ["base", "ft", "rag", "ft_rag"]
-    """Variants that answer each question: `base`, `ft`, `rag`, `ft_rag`, or `remote:NAME` (see `remotes`)."""
+    """Variants that answer each question: `base`, `prompt` (the base model shown `prompt_examples` training pairs),
+    `ft`, `rag`, `ft_rag`, or `remote:NAME` (see `remotes`)."""
     max_new_tokens: int = Field(128, ge=1)
     """Longest answer in tokens, the same for every variant."""
     temperature: float = Field(0.0, ge=0)
@@ -193,15 +194,19 @@ class ChatConfig(_Section):
     otherwise loop to the token limit."""
     rag_chunks: int = Field(3, ge=1)
     """Retrieved chunks shown to the RAG variants as numbered sources."""
+    prompt_examples: int = Field(3, ge=1, le=20)
+    """Question-answer pairs of the train split shown to the `prompt` variant, those closest to the question."""
     remotes: dict[str, RemoteConfig] = {}
     """OpenAI-compatible endpoints that can take a column as `remote:NAME`."""
 
     @model_validator(mode="after")
     def _known_variants(self) -> ChatConfig:
-        known = {"base", "ft", "rag", "ft_rag"} | {f"remote:{name}" for name in self.remotes}
+        known = {"base", "prompt", "ft", "rag", "ft_rag"} | {f"remote:{name}" for name in self.remotes}
         unknown = [name for name in self.variants if name not in known]
         if unknown:
-            raise ValueError(f"unknown variant(s) {unknown}: use base, ft, rag, ft_rag or remote:NAME from remotes")
+            raise ValueError(
+                f"unknown variant(s) {unknown}: use base, prompt, ft, rag, ft_rag or remote:NAME from remotes"
+            )
         return self
 
 

@@ -28,6 +28,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from workbench.config import Config
+from workbench.fewshot import ExamplePicker, training_pairs
 from workbench.models import fresh_causal_lm, resolve
 from workbench.multi_lora import AdapterBank
 from workbench.packed_linear import pack_linears, packing_dtype
@@ -143,7 +144,19 @@ class Engine:
                 self.index_id = _short_hash(index_paths(name, home).faiss)
             except IndexUnusable as exc:  # a corrupt index costs only the RAG variants
                 index_problem = str(exc)
+        self.examples = ExamplePicker(
+            training_pairs(name, home) if name else [],
+            config.model.embedder,
+            config.model.device,
+            config.chat.prompt_examples,
+        )
+        no_examples = (
+            None
+            if self.examples.examples
+            else f"no training questions: prepare {run} with a QA set, or apply synthetic QA pairs"
+        )
         needs = {
+            "prompt": [no_examples],
             "ft": [adapter_problems.get("ft")],
             "rag": [index_problem],
             "ft_rag": [adapter_problems.get(self.adapter_for["ft_rag"]), index_problem],
@@ -272,8 +285,9 @@ class Engine:
 
     def _row(self, v: Variant, question: str, history: list[dict], hits, decoding: Decoding, turn_id: str) -> _Row:
         shown = hits if v.retrieval else []
+        examples = self.examples.pick(question) if v.examples else []
         messages = conversation(
-            self.system_prompt, history, question, [h.chunk for h in shown] if v.retrieval else None
+            self.system_prompt, history, question, [h.chunk for h in shown] if v.retrieval else None, examples
         )
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
         adapter = self.adapter_for.get(v.adapter) if v.adapter else None

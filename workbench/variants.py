@@ -1,10 +1,11 @@
 """Variants: what differs between the columns of a comparison, and the one prompt template they share.
 
-A variant is a name, whether the fine-tuned adapter is on, whether retrieved sources are shown, and the decoding
-settings. Everything else (base weights, chat template, system prompt, decoding, seed) is shared, so a difference
-between two columns can only come from the adapter or the sources. The RAG prompt adds a numbered sources block
-in front of the question and nothing else; without sources the user message is the question alone, exactly as
-in the fine-tuning data.
+A variant is a name, whether the fine-tuned adapter is on, whether retrieved sources are shown, whether training
+examples are shown (`prompt`), and the decoding settings. Everything else (base weights, chat template, system
+prompt, decoding, seed) is shared, so a difference between two columns can only come from the adapter, the sources
+or the examples. The RAG prompt adds a numbered sources block in front of the question and nothing else; without
+sources the user message is the question alone, exactly as in the fine-tuning data. The `prompt` variant's
+examples are earlier turns of the conversation (question, reference answer), after the system prompt.
 """
 
 from __future__ import annotations
@@ -50,16 +51,19 @@ class Decoding:
 
 @dataclass(frozen=True)
 class Variant:
-    """One column: `adapter` names a loaded LoRA adapter (None: base weights); `remote` names a configured endpoint."""
+    """One column: `adapter` names a loaded LoRA adapter (None: base weights); `examples`: shown training pairs
+    (`workbench.fewshot`); `remote` names a configured endpoint."""
 
     name: str
     adapter: str | None = None
     retrieval: bool = False
     remote: str | None = None
+    examples: bool = False
 
 
 BUILT_IN = {
     "base": Variant("base"),
+    "prompt": Variant("prompt", examples=True),
     "ft": Variant("ft", adapter="ft"),
     "rag": Variant("rag", retrieval=True),
     "ft_rag": Variant("ft_rag", adapter="ft_rag", retrieval=True),
@@ -102,7 +106,15 @@ def user_message(question: str, chunks: list | None) -> str:
     return question if chunks is None else f"{sources_block(chunks)}\n\nQuestion: {question}"
 
 
-def conversation(system_prompt: str | None, history: list[dict], question: str, chunks: list | None) -> list[dict]:
-    """Chat messages for one turn: system prompt, earlier turns (questions without their sources), this turn."""
+def conversation(
+    system_prompt: str | None, history: list[dict], question: str, chunks: list | None, examples: list = ()
+) -> list[dict]:
+    """Chat messages for one turn: system prompt, the examples shown (`Example`s, as question and answer turns),
+    earlier turns (questions without their sources), this turn."""
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return system + history + [{"role": "user", "content": user_message(question, chunks)}]
+    shown = [
+        {"role": role, "content": text}
+        for e in examples
+        for role, text in (("user", e.question), ("assistant", e.answer))
+    ]
+    return system + shown + history + [{"role": "user", "content": user_message(question, chunks)}]

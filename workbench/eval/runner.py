@@ -154,6 +154,12 @@ def plan_eval(
                 "judges": scorer.judge_names,
                 "judge_models": sorted({j.model.name for j in scorer.llm}),
                 "detector": getattr(scorer.detector, "name", None),
+                # the pairs `prompt` is shown (only then: the setups of other evals stay as they were)
+                **(
+                    {"prompt_examples": [config.chat.prompt_examples, engine.examples.id]}
+                    if "prompt" in variants
+                    else {}
+                ),
             }
         ),
         "model_id": engine.model_id,
@@ -185,7 +191,7 @@ def plan_eval(
         for what, before, now in (
             ("split", row["split"], split_label),
             ("variants", row["variants"], variants),
-            ("config, questions or judges", row["config_hash"], setup["config_hash"]),
+            ("config, questions, judges or prompt examples", row["config_hash"], setup["config_hash"]),
             ("base model", row["model_id"], setup["model_id"]),
             ("adapter", row["adapter_ids"], {v: a for v, a in setup["adapter_ids"].items() if a is not None}),
             ("index", row["index_id"], setup["index_id"]),
@@ -206,6 +212,7 @@ def answer_settings(config: Config) -> dict:
     """The parts of the config that shape an eval's answers and scores (model, decoding, retrieval, detector, system
     prompt); training settings only matter through the adapter, whose own id is part of the setup."""
     dump = config.model_dump(mode="json")
+    del dump["chat"]["prompt_examples"]  # in the setup only when `prompt` answers (`plan_eval`)
     return {key: dump[key] for key in ("model", "chat", "index", "hallucination")} | {
         "system_prompt": config.finetune.system_prompt
     }
@@ -374,7 +381,7 @@ def _check_variants(engine, config: Config, variants: list[str]) -> None:
                 known = ", ".join(REMOTE_PREFIX + r for r in config.chat.remotes) or "none configured in chat.remotes"
                 raise EvalError(f"--variants: {v} is not a configured endpoint ({known})")
         elif v not in local:
-            why = engine.missing.get(v, "unknown variant; use base, ft, rag, ft_rag or remote:NAME")
+            why = engine.missing.get(v, "unknown variant; use base, prompt, ft, rag, ft_rag or remote:NAME")
             raise EvalError(f"--variants: {v} cannot answer here: {why}")
 
 

@@ -50,12 +50,14 @@ def compare_family(scores: dict[str, dict[str, float]], pairs, confidence: float
 
 
 def comparisons_to_make(variants: list[str], means: dict[str, float | None], asked=()) -> list[tuple[str, str, str]]:
-    """(a, b, why): each variant against base, ft against rag, ft_rag against the better of ft and rag, and the
-    pairs asked for, each pair once."""
+    """(a, b, why): each variant against base, ft against prompt and against rag, ft_rag against the better of ft
+    and rag, and the pairs asked for, each pair once."""
     out: list[tuple[str, str, str]] = []
     present = set(variants)
     if "base" in present:
         out += [(v, "base", "against the base model") for v in variants if v != "base"]
+    if {"ft", "prompt"} <= present:
+        out.append(("ft", "prompt", "fine-tuning against showing examples"))
     if {"ft", "rag"} <= present:
         out.append(("ft", "rag", "fine-tuning against retrieval"))
     singles = [v for v in ("ft", "rag") if v in present and means.get(v) is not None]

@@ -24,6 +24,7 @@ import pandas as pd
 
 from workbench.config import Config
 from workbench.eval.job import EvalJob, EvalRequest, EvalRunning, EvalStatus, eval_job
+from workbench.fewshot import training_pairs
 from workbench.report.summary import eval_figures
 from workbench.ui.access import Access
 from workbench.ui.render import CSS, esc
@@ -37,13 +38,15 @@ TAB_CSS = CSS + ".wb-failed { color: #b42318; white-space: pre-wrap; }\n"
 
 
 def variant_choices(home: Path, name: str | None, config: Config) -> tuple[list[str], list[str]]:
-    """(the variants that can answer for run `name`, the configured ones among them), from the run's files: `ft`
-    needs an adapter, `rag` an index, `ft_rag` both; remote endpoints are offered as configured."""
+    """(the variants that can answer for run `name`, the configured ones among them), from the run's files: `prompt`
+    needs training questions, `ft` an adapter, `rag` an index, `ft_rag` both; remote endpoints are offered as
+    configured."""
     if not name:
         return [], []
     adapter = (run_paths(name, home).adapter / "adapter_config.json").is_file()
     index = index_paths(name, home).manifest.is_file()
-    ready = {"base": True, "ft": adapter, "rag": index, "ft_rag": adapter and index}
+    examples = bool(training_pairs(name, home))
+    ready = {"base": True, "prompt": examples, "ft": adapter, "rag": index, "ft_rag": adapter and index}
     choices = [v for v, ok in ready.items() if ok] + [REMOTE_PREFIX + r for r in config.chat.remotes]
     return choices, [v for v in config.chat.variants if v in choices]
 
