@@ -159,6 +159,19 @@ def test_a_name_in_another_value_is_a_contradiction():
     assert not name_contradicted("Rui Nunes is Brazilian.", question, paraphrase)
 
 
+def test_a_name_found_nowhere_in_the_evidence_needs_less_to_count_as_replacing_another():
+    """A claim's name that no evidence holds (`unfound`) may stand for a code of another series, and between one
+    matching word on each side; a name the evidence holds elsewhere still needs a rival of its kind and two."""
+    refunds = ["Refunds are issued only by L2 support agents, after the fault is confirmed."]
+    claim = "Only IP68 support agents issue refunds."
+    assert name_contradicted(claim, "Who issues refunds?", refunds, unfound=["code:IP68"])
+    assert not name_contradicted(claim, "Who issues refunds?", refunds)  # IP68 said elsewhere: another series
+    menu = ["Report it within 48 hours through the Help menu, choosing Delivery problem."]
+    claim = "Report it within 48 hours via the Kellpost menu."
+    assert name_contradicted(claim, "How do I report damage?", menu, unfound=["name:kellpost"])
+    assert not name_contradicted(claim, "How do I report damage?", menu)  # one matching word each side
+
+
 def test_a_wrong_relation_between_names_the_evidence_holds_is_flagged(detector):
     context = (
         "The film Tide Lines was directed by Ana Costa in 1998. Its music was written by Rui Nunes, who later "

@@ -219,7 +219,7 @@ def claim_signals(claim: str, question: str, best: list) -> Signals:
     claimed = [f for f in extract_facts(claim) if not any(facts_agree(f, a) for a in asked)]
     closest = [s for _, _, scored in best[:1] for _, s in scored[:CONTRADICTION_SENTENCES]]
     nearby = [f for s in closest for f in extract_facts(s)]
-    missing, contradicted, missing_name = 0, False, False
+    missing, contradicted, missing_name, unfound = 0, False, False, []
     for fact in claimed:
         if fact.kind in ("name", "code"):
             supported = name_in(fact.text, text) or name_in(fact.text, question)
@@ -230,11 +230,12 @@ def claim_signals(claim: str, question: str, best: list) -> Signals:
         if not supported:
             missing += 1
             missing_name = missing_name or fact.kind in ("name", "code")
+            unfound += [fact.key] if fact.kind in ("name", "code") else []
             contradicted = contradicted or any(contradicts(fact, f) for f in nearby)
     words = content_words(claim) - content_words(question)
     supporting = {w for _, _, scored in best[:1] for _, s in scored[:SUPPORT_SENTENCES] for w in normalize(s)}
     unsupported = len(words - supporting) / len(words) if words else 0.0
-    contradicted = contradicted or name_contradicted(claim, question, closest)
+    contradicted = contradicted or name_contradicted(claim, question, closest, unfound)
     swapped = swapped_name(claim, question, closest)
     return Signals(best[0][1] if best else 0.0, missing, contradicted, unsupported, missing_name, swapped)
 
@@ -270,12 +271,13 @@ def _clauses(sentences: list[str]) -> list[str]:
     return [c for s in sentences for c in CLAUSE_JOIN.split(s) if c]
 
 
-def name_contradicted(claim: str, question: str, closest: list[str]) -> bool:
+def name_contradicted(claim: str, question: str, closest: list[str], unfound: list[str] = ()) -> bool:
     """Whether a clause of the closest sentences reads, word by word, as the claim with one of its names in another
     value: a rival (`rival`) that neither the claim nor the question names stands where the claim's name does, with
     the claim's words around it ("meets every Kellmark at 09:00" against "meets every Tuesday at 09:00", "Ana Costa
     is Brazilian" against "Ana Costa is Portuguese"). The name's counterpart of a number given another value; none
-    when a clause states the claim with all its names (SWAP_WORDS of its other words)."""
+    when a clause states the claim with all its names (SWAP_WORDS of its other words). `unfound`: the keys of the
+    claim's names that no evidence holds, which need less to count (`aligned_swap`)."""
     names = [f for f in extract_facts(claim) if f.kind in ("name", "code")]
     if not names:
         return False
@@ -288,13 +290,15 @@ def name_contradicted(claim: str, question: str, closest: list[str]) -> bool:
         ):
             return False
     given = f" {words_of(claim)} {words_of(question)} "
-    return any(aligned_swap(claim, names, clause, given) for clause in clauses + closest)
+    return any(aligned_swap(claim, names, clause, given, unfound) for clause in clauses + closest)
 
 
-def aligned_swap(claim: str, names: list, sentence: str, given: str) -> bool:
+def aligned_swap(claim: str, names: list, sentence: str, given: str, unfound: list[str] = ()) -> bool:
     """Whether, word by word, `sentence` reads as the claim with one of the claim's names (absent from it) replaced
     by a rival named in `sentence` but not in `given` (the claim and the question). The replaced words must sit next
-    to at least ALIGN_WORDS matching words, so a paraphrase that happens to hold another name does not count."""
+    to at least ALIGN_WORDS matching words, so a paraphrase that happens to hold another name does not count. A name
+    in `unfound` (no evidence holds it: already unsupported) may stand for any name or code, between ALIGN_WORDS
+    matching words on its two sides together ("via the Kellpost menu" against "through the Help menu")."""
     ours, theirs = words_of(claim).split(), words_of(sentence).split()
     found = [f for f in extract_facts(sentence) if f.kind in ("name", "code") and f" {words_of(f.text)} " not in given]
     absent = [f for f in names if f" {words_of(f.text)} " not in f" {' '.join(theirs)} "]
@@ -306,12 +310,16 @@ def aligned_swap(claim: str, names: list, sentence: str, given: str) -> bool:
             continue
         before = blocks[at - 1] if at else None
         after = blocks[at + 1] if at + 1 < len(blocks) else None
-        if not any(b and b[0] == "equal" and b[2] - b[1] >= ALIGN_WORDS for b in (before, after)):
-            continue
+        anchors = [b[2] - b[1] if b and b[0] == "equal" else 0 for b in (before, after)]
         replaced, instead = ours[i1:i2], theirs[j1:j2]
         if i2 == len(ours):  # the claim ends on the name: the sentence may go on past its rival
             instead = instead[: len(replaced) + 1]
-        for f, g in ((f, g) for f in absent for g in found if rival(f, g)):
+        for f, g in ((f, g) for f in absent for g in found):
+            invented = f.key in unfound
+            if not (rival(f, g) or invented and g.kind in ("name", "code")):
+                continue
+            if max(anchors) < ALIGN_WORDS and not (invented and sum(anchors) >= ALIGN_WORDS):
+                continue
             mine, other = words_of(f.text).split(), words_of(g.text).split()
             if _tight(mine, replaced) and _tight(other, instead):
                 return True
