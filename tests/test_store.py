@@ -379,6 +379,8 @@ def test_export_ratings_csv_writes_every_rating_of_the_run(store, tmp_path):
         "hallucinated": "False",
         "comment": "",
         "created_at": "",
+        "question": "What is WAL?",
+        "answer": "Write-ahead logging — «journal» first.",
     }
     assert [row["comment"] for row in rows if row["vote"] == "all_bad"] == ["all wrong"]
     assert os.listdir(out.parent) == ["ratings.csv"]

@@ -147,3 +147,6 @@ def test_report_tab_renders_the_report_escaped_with_downloads(tmp_path):
     _, body, html, *_ = report.on_refresh("e1", "channel", progress=lambda *a, **k: None)
     assert 'class="wb-warning"' in body and "no field &#x27;channel&#x27;" in body
     assert "Decision" in body and "By product" not in body and html["visible"]
+    note, exported = report.on_export("evals")  # the export of `workbench export`, as a file to download
+    rows = Path(exported["value"]).read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 16 and exported["visible"] and "16 evals row(s) of run r1" in note

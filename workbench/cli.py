@@ -306,6 +306,18 @@ def _serve_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from workbench.report.exports import export_rows, write_rows
+    from workbench.store import Store
+
+    if not (resolve_home(args.home) / "runs" / args.name).is_dir():
+        raise BadInputError(f"--name {args.name}: no such run in {resolve_home(args.home)}; prepare it first")
+    with Store.open(home=args.home) as store:
+        count = write_rows(export_rows(store, args.what, args.name), Path(args.out))
+    print(f"wrote {count} {args.what} row(s) of {args.name} to {args.out}")
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from workbench.judge.checking import check_file
 
@@ -501,6 +513,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare", nargs=2, action="append", metavar=("A", "B"), help="also compare variant A with B; repeatable"
     )
 
+    export = commands.add_parser(
+        "export", parents=[common], help="write stored ratings, answers or evals, or DPO / SFT data from the votes"
+    )
+    export.add_argument("--name", required=True, type=_run_name, help="run whose rows to export")
+    export.add_argument(
+        "--what", required=True, choices=["ratings", "answers", "evals", "dpo", "sft"], help="which rows (README)"
+    )
+    export.add_argument("--out", required=True, help="FILE.jsonl, FILE.csv, or a folder for a `datasets` dataset")
+
     index = commands.add_parser("index", parents=[common], help="chunk, embed and index a prepared run's corpus")
     index.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
     index.add_argument("--update", action="store_true", help="re-embed only added or changed documents")
@@ -555,6 +576,7 @@ COMMANDS = {
     "finetune": _finetune,
     "eval": _eval,
     "report": _report,
+    "export": _export,
     "index": _index,
     "search": _search,
     "ask": _ask,

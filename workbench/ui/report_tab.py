@@ -1,5 +1,6 @@
 """The Report tab: the decision report of the run (the same `build_report` as `workbench report`), its downloads
-(HTML, Markdown, JSON), and the arena's ratings so far with their CSV.
+(HTML, Markdown, JSON), the arena's ratings so far with their CSV, and the exports of `workbench export` (arena and
+eval answers, DPO pairs and SFT examples from the votes) as JSONL.
 
 Like every tab with per-variant figures, it is filled when opened or refreshed, never with the page, so a rater
 voting blind is sent none. The report is rendered by `workbench.report.render`, which escapes every stored text.
@@ -16,7 +17,7 @@ import gradio as gr
 
 from workbench.data.loaders import BadInputError
 from workbench.report import build_report, load_rows
-from workbench.report.exports import export_ratings_csv
+from workbench.report.exports import export_ratings_csv, export_rows, write_rows
 from workbench.report.render import render_html, render_html_body, render_markdown
 from workbench.report.summary import variant_summary
 from workbench.session import Arena
@@ -57,7 +58,25 @@ class ReportTab:
         self.ratings_csv = gr.DownloadButton("Ratings (CSV)", visible=False, elem_id="wb-ratings-csv")
         outputs = [self.eval, self.body, *self.downloads, self.ratings, self.ratings_csv]
         self.outputs = outputs
+        gr.Markdown("### Exports")
+        with gr.Row():
+            self.what = gr.Dropdown(
+                [
+                    ("Arena answers, with judges and claims", "answers"),
+                    ("Eval answers, with judges and claims", "evals"),
+                    ("DPO pairs from the votes (TRL's chat form)", "dpo"),
+                    ("SFT examples: the answers raters liked", "sft"),
+                ],
+                value="dpo",
+                label="Export (JSONL; unvoted turns name no variant)",
+                scale=3,
+                elem_id="wb-export-what",
+            )
+            self.export = gr.Button("Export", scale=1, elem_id="wb-export")
+            self.exported = gr.DownloadButton("Download", visible=False, scale=1, elem_id="wb-export-file")
+        self.export_note = gr.HTML(elem_id="wb-export-note")
         admin = (access or Access()).admin_only
+        self.export.click(admin(self.on_export), [self.what], [self.export_note, self.exported])
         self.refresh.click(admin(self.on_refresh), [self.eval, self.by], outputs)
         tab.select(admin(self.on_refresh, quiet=True), [self.eval, self.by], outputs)
 
@@ -88,6 +107,15 @@ class ReportTab:
         count = export_ratings_csv(store, csv, name)
         table = summary_html(variant_summary(store, name)) + f"<p>{count} ratings stored for run {esc(name)}.</p>"
         return picker, body, *files, table, gr.update(value=str(csv), visible=True)
+
+    def on_export(self, what: str):
+        """Export `what` of the run the app serves to a JSONL file to download, and say how many rows it holds."""
+        name = self.arena.name
+        if not name:
+            return "<p>No prepared run yet.</p>", gr.update(visible=False)
+        path = self.out / f"{what}-{name}.jsonl"
+        count = write_rows(export_rows(self.arena.store, what, name), path)
+        return f"<p>{count} {esc(what)} row(s) of run {esc(name)}.</p>", gr.update(value=str(path), visible=True)
 
     def cleared(self, name: str | None) -> list:
         """The tab emptied after another run was chosen (values for `outputs`): it fills again when opened or
