@@ -18,6 +18,7 @@ SCRIPTS = [  # the others are their helpers
         "hallucination.py",
         "report.py",
         "load.py",
+        "synth.py",
     )
 ]
 

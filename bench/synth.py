@@ -21,9 +21,9 @@ Usage: python bench/synth.py [--generator local|remote:NAME] [--config FILE] [--
        [--paraphrases 2] [--finetune-steps N (default: the config's max_steps)] [--max-new-tokens 64]
        [--limit N (first N test questions: a quick look)] [--work DIR (keep the workspace: pairs generated with the
        same settings and answers already stored are reused)].
-Runtime on 2 CPU cores: synth with the packaged model is the bulk, about 340 s per 5 documents (the demo's 44: about
-50 min); each fine-tune about 4.5 min at 60 steps; the evals (42 questions: base, ft and ft) about 3 min in all;
-about 1 h in all.
+Runtime on 2 CPU cores (measured with other work on them): synth with the packaged model is the bulk, 43 min for
+the demo's 44 documents; each fine-tune 3.5-4 min at 60 steps; the evals (42 questions: base, ft and ft) under a
+minute at 64 tokens; 52 min in all.
 """
 
 from __future__ import annotations

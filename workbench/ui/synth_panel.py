@@ -29,9 +29,10 @@ COLUMNS = ["id", "status", "question", "answer", "paraphrases", "document", "ver
 SHOWN = ("all", *synth.STATUSES)
 QUALITY_WARNING = (
     '<p class="wb-synth-warn"><b>Read every pair before accepting it.</b> With the small packaged local model '
-    "(SmolLM2-135M) quality is limited: on the demo's first 5 documents it kept 21 pairs (340 s on 2 CPU cores), and "
-    "on reading about 15 of the 21 were right; the others give a figure of the passage to the wrong thing, which the "
-    "automatic checks cannot see. A larger model (a configured remote) should do better.</p>"
+    "(SmolLM2-135M) quality is limited: on the whole demo (44 documents, 43 minutes on 2 CPU cores) it kept 167 "
+    "pairs, and of 20 read at random only 8 were right and 3 partly; most of the others give a figure of the passage "
+    "to the wrong thing, which the automatic checks cannot see. A larger model (a configured remote) should do "
+    "better.</p>"
 )
 NO_RUN = "<p>No prepared run yet: add your data above first.</p>"
 
