@@ -88,7 +88,7 @@ BROKEN = [  # (file, its new content (None: cut in half), the variants it costs,
 def test_a_broken_file_costs_only_the_variants_that_need_it(healthy, tmp_path, file, content, lost, reason):
     home = damaged(healthy, tmp_path, file, content=content)
     engine = Engine(load_config(healthy[1]), "pumps", home)
-    assert set(engine.missing) == lost
+    assert set(engine.missing) == lost | {"prompt"}  # prepared without a QA set: no examples to show `prompt`
     command = FINETUNE if file.startswith(ADAPTER) else INDEX
     for variant in lost:
         assert f"{home / file}: {reason}" in engine.missing[variant] and command in engine.missing[variant]

@@ -277,7 +277,7 @@ def test_remote_variant_answers_through_the_api_like_the_local_one(engine, api):
 
 def test_api_completions_models_and_errors(engine, api):
     models = json.loads(urllib.request.urlopen(f"{api}/models", timeout=30).read())
-    assert {m["id"] for m in models["data"]} == {"base", "ft", "rag", "ft_rag"}
+    assert {m["id"] for m in models["data"]} == {"base", "prompt", "ft", "rag", "ft_rag"}
     reply = _post(f"{api}/chat/completions", {"model": "rag", "messages": [{"role": "user", "content": QUESTION}]})
     assert reply["choices"][0]["message"]["content"] == engine.answer(QUESTION, ["rag"])["rag"].text
     assert reply["workbench"]["chunk_ids"] and reply["usage"]["completion_tokens"] > 0

@@ -75,6 +75,7 @@ def test_switching_moves_new_conversations_and_the_tabs_without_a_restart(home, 
     arena.switch("demo")
     assert evals.name == "demo" and evals.on_open(None, None)[evals.variants].choices == [
         ("base", "base"),
+        ("prompt", "prompt"),
         ("rag", "rag"),
     ]
     arena.store.close()

@@ -211,7 +211,7 @@ def test_a_rater_compares_blind_votes_sees_the_names_and_markup_never_runs(serve
     page.wait_for_function(
         "() => document.querySelectorAll('#wb-variants input:checked').length === 4", timeout=120_000
     )
-    assert picker.count() == 4
+    assert picker.count() == 5  # the four configured, checked, and `prompt` (the demo has training questions)
     rater = rater_shown(page)
     assert rater.startswith("browser-")
     assert shown_columns(page) == ("ABCD", "ABCD") and page.locator("#wb-legend").is_visible()
