@@ -40,7 +40,7 @@ def stored_eval(home, scores: dict[str, list[float]], kinds: list[str], run: str
     of the variant's answer to question i (of type `kinds[i]`); unanswerable questions are marked as the judges
     mark them."""
     paths = run_paths(run, home)
-    paths.data.mkdir(parents=True)
+    paths.data.mkdir(parents=True, exist_ok=True)
     ids = [f"Q{i:03d}" for i in range(len(kinds))]
     rows = [question_row(q, k, "S2" if i % 2 else "S3") for i, (q, k) in enumerate(zip(ids, kinds))]
     paths.split("test").write_text("".join(json.dumps(r) + "\n" for r in rows))

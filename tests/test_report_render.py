@@ -100,6 +100,7 @@ def demo_report() -> dict:
                 "no rated arena turns yet: the human preference is unknown",
             ],
         },
+        "drift": None,
         "quality": {
             "metric": "token_f1",
             "judges": ["token_f1", "key_facts"],

@@ -132,7 +132,8 @@ def test_report_tab_renders_the_report_escaped_with_downloads(tmp_path):
     arena = Arena(Config(), "r1", tmp_path)
     with gr.Blocks(), gr.Tab("Report") as tab:
         report = ReportTab(arena, tab)
-    picker, body, html, md, js, ratings, csv = report.on_refresh(LATEST, "product", progress=lambda *a, **k: None)
+    quiet = {"progress": lambda *a, **k: None}
+    picker, drift, body, html, md, js, ratings, csv = report.on_refresh(LATEST, "product", None, **quiet)
     read = {
         kind: Path(button["value"]).read_text(encoding="utf-8")
         for kind, button in (("html", html), ("md", md), ("json", js))
@@ -144,9 +145,16 @@ def test_report_tab_renders_the_report_escaped_with_downloads(tmp_path):
     assert read["html"].startswith("<!DOCTYPE html>")
     assert "votes won" in ratings and csv["visible"]
     # a field the questions lack is a warning above the report without it, not a traceback
-    _, body, html, *_ = report.on_refresh("e1", "channel", progress=lambda *a, **k: None)
+    _, _, body, html, *_ = report.on_refresh("e1", "channel", None, **quiet)
     assert 'class="wb-warning"' in body and "no field &#x27;channel&#x27;" in body
     assert "Decision" in body and "By product" not in body and html["visible"]
+    assert "Drift" not in body and [value for _, value in drift["choices"]] == ["none", "e1"]
+    # a later eval of the same questions where rag fell: the drift since e1, with the decline flagged
+    stored_eval(
+        tmp_path, {"base": [0.2, 0.3, 0.1, 0.2] * 2, "rag": [0.2, 0.3, 0.1, 0.2] * 2}, ["fact"] * 8, eval_id="e2"
+    )
+    _, drift, body, *_ = report.on_refresh("e2", "", "e1", **quiet)
+    assert "<h2>Drift</h2>" in body and "Significant declines: rag on token_f1." in body and drift["value"] == "e1"
     note, exported = report.on_export("evals")  # the export of `workbench export`, as a file to download
     rows = Path(exported["value"]).read_text(encoding="utf-8").splitlines()
-    assert len(rows) == 16 and exported["visible"] and "16 evals row(s) of run r1" in note
+    assert len(rows) == 32 and exported["visible"] and "32 evals row(s) of run r1" in note

@@ -195,9 +195,15 @@ def _report(args: argparse.Namespace) -> int:
         raise BadInputError(f"--out {args.out}: folder {out.parent} does not exist; create it or name another")
     if not (resolve_home(args.home) / "runs" / args.name).is_dir():
         raise BadInputError(f"--name {args.name}: no such run in {resolve_home(args.home)}; prepare it first")
+    config, pairs = load_config(args.config), [tuple(pair) for pair in args.compare or ()]
     with Store.open(home=args.home) as store:
-        rows = load_rows(store, args.name, load_config(args.config), args.home, args.eval)
-    report = build_report(rows, by=args.by or (), compare=[tuple(pair) for pair in args.compare or ()])
+        evals = {row["id"] for row in store.evals(args.name)}
+        drift = [pair for pair in pairs if set(pair) <= evals]  # two eval ids: drift; else two variants
+        if len(drift) > 1 or (drift and args.eval not in (None, drift[0][1])):
+            raise BadInputError("--compare EVAL_A EVAL_B: give one pair of evals; the report is on EVAL_B (--eval)")
+        rows = load_rows(store, args.name, config, args.home, drift[0][1] if drift else args.eval)
+        before = load_rows(store, args.name, config, args.home, drift[0][0]) if drift else None
+    report = build_report(rows, by=args.by or (), compare=[p for p in pairs if p not in drift], before=before)
     if out is not None:
         write_text_atomic(out, render_html(report) if out.suffix.lower() == ".html" else render_markdown(report))
         print(f"report written to {out}: {report['decision']['headline']}", file=sys.stderr)
@@ -510,7 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--by", action="append", metavar="FIELD", help="also break results down by this QA field; repeatable"
     )
     report.add_argument(
-        "--compare", nargs=2, action="append", metavar=("A", "B"), help="also compare variant A with B; repeatable"
+        "--compare",
+        nargs=2,
+        action="append",
+        metavar=("A", "B"),
+        help="also compare variant A with B (repeatable); or, given two eval ids, the drift from eval A to eval B",
     )
 
     export = commands.add_parser(

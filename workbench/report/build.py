@@ -7,13 +7,16 @@ import time
 
 from workbench.report.cost import cost_section, training_section
 from workbench.report.decision import decide
+from workbench.report.drift import drift_section
 from workbench.report.hallucination import hallucination_section
 from workbench.report.preference import preference_section
 from workbench.report.quality import attribution_section, breakdown_section, quality_section
 from workbench.report.rows import ReportRows
 
 
-def build_report(rows: ReportRows, by=(), compare=()) -> dict:
+def build_report(rows: ReportRows, by=(), compare=(), before: ReportRows | None = None) -> dict:
+    """The report's sections from `rows`; with `before` (the rows of an earlier eval of the run), also the drift
+    from that eval to this one."""
     started = time.perf_counter()
     preference = preference_section(rows)
     hallucination = hallucination_section(rows)
@@ -26,6 +29,7 @@ def build_report(rows: ReportRows, by=(), compare=()) -> dict:
         "eval": _eval_summary(rows),
         "decision": decide(rows, preference, hallucination, cost, by),
         "quality": quality_section(rows, compare) if rows.eval else None,
+        "drift": drift_section(before, rows) if before is not None and before.eval and rows.eval else None,
         "preference": preference,
         "hallucination": hallucination,
         "breakdowns": breakdown_section(rows, by) if rows.eval else {},

@@ -34,7 +34,7 @@ SECTIONS = (
     "Training",
     "Notes",
 )
-"""The section headings, in order."""
+"""The section headings, in order; a "Drift" section follows Quality when a second eval was compared."""
 
 STATUS_TEXT = {
     "recommend": "recommend",
@@ -98,8 +98,9 @@ def report_blocks(report: dict) -> list[Block]:
         SECTIONS,
         (_decision, _quality, _preference, _hallucination, _breakdowns, _attribution, _cost, _training, _notes),
     ):
-        blocks.append(Heading(2, name))
-        blocks += section(report)
+        blocks += [Heading(2, name), *section(report)]
+        if name == "Quality" and report.get("drift"):
+            blocks += [Heading(2, "Drift"), *_drift(report)]
     return blocks
 
 
@@ -379,6 +380,43 @@ def _quality(report: dict) -> list[Block]:
                 ["a - b", "why", "difference [low, high]", "corrected p", "significant", "n"],
                 rows,
                 partial(plots.comparisons_plot, report),
+            )
+        )
+    return blocks
+
+
+def _drift(report: dict) -> list[Block]:
+    d = report["drift"]
+    how = (
+        f"paired over the {d['shared_questions']} questions both asked"
+        if d["paired"]
+        else f"unpaired: {d['questions']['before']} and {d['questions']['after']} questions, {d['shared_questions']} "
+        "of them shared"
+    )
+    declines = ", ".join(f"{x['variant']} on {x['judge']}" for x in d["declines"])
+    blocks: list[Block] = [
+        Paragraph(
+            f"From eval {d['before']} to eval {d['after']} ({how}): each judge's mean before and after and the change "
+            "[low, high], p-values Holm-corrected over the variants of a judge."
+        ),
+        Paragraph(f"Significant declines: {declines}." if declines else "No significant decline.", strong=True),
+    ]
+    for judge, rows in d["judges"].items():
+        blocks.append(
+            Table(
+                ["variant", f"{judge} before", "after", "change [low, high]", "corrected p", "decline", "n"],
+                [
+                    [
+                        v,
+                        _interval(row["before"]),
+                        _interval(row["after"]),
+                        _interval(row["change"], signed=True),
+                        number(row["change"].get("p_adjusted")),
+                        _yes(row["change"].get("decline")),
+                        _count(row["change"].get("n")),
+                    ]
+                    for v, row in rows.items()
+                ],
             )
         )
     return blocks

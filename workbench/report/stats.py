@@ -44,6 +44,30 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     return row
 
 
+def unpaired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95, rounds: int = 2000) -> dict:
+    """`{mean, low, high, p, n}` of mean(a) - mean(b) over two independent samples (two evals of different
+    questions): a percentile-bootstrap interval resampling each sample, and the two-sided p-value of a permutation
+    test of the labels (`scipy.stats.permutation_test`, independent samples)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    row = {"mean": None, "low": None, "high": None, "p": None, "n": int(min(x.size, y.size))}
+    if x.size == 0 or y.size == 0:
+        return row
+    row["mean"] = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return row
+
+    def difference(first, second, axis=-1):
+        return np.mean(first, axis=axis) - np.mean(second, axis=axis)
+
+    if np.ptp(np.concatenate([x, y])) == 0:  # every score the same: nothing to resample
+        return row | {"low": 0.0, "high": 0.0, "p": 1.0}
+    interval = stats.bootstrap(
+        (x, y), difference, confidence_level=confidence, n_resamples=rounds, method="percentile", rng=SEED
+    ).confidence_interval
+    test = stats.permutation_test((x, y), difference, permutation_type="independent", n_resamples=9999, rng=SEED)
+    return row | {"low": float(interval.low), "high": float(interval.high), "p": float(test.pvalue)}
+
+
 EXACT_UP_TO = 13
 """Up to this many differences the sign-flip test enumerates every sign pattern (2**13 = 8,192); beyond, it draws."""
 

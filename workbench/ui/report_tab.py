@@ -26,6 +26,7 @@ from workbench.ui.arena import rater_id
 from workbench.ui.render import CSS, esc, summary_html
 
 LATEST = "latest"
+NO_DRIFT = "none"
 WARNING_CSS = ".wb-warning { color: #92400e; background: #fef3c7; padding: 0.4em 0.6em; border-radius: 4px; }"
 
 
@@ -43,6 +44,9 @@ class ReportTab:
         self.out = Path(tempfile.mkdtemp(prefix="workbench-report-"))
         with gr.Row():
             self.eval = gr.Dropdown([LATEST], value=LATEST, label="Eval", elem_id="wb-report-eval", scale=2)
+            self.against = gr.Dropdown(
+                [NO_DRIFT], value=NO_DRIFT, label="Drift since eval", elem_id="wb-report-against", scale=2
+            )
             self.by = gr.Textbox(
                 label="Also break down by (QA fields, comma-separated)", elem_id="wb-report-by", scale=2
             )
@@ -56,7 +60,7 @@ class ReportTab:
         gr.Markdown("### Arena ratings so far")
         self.ratings = gr.HTML(css_template=CSS, elem_id="wb-ratings")
         self.ratings_csv = gr.DownloadButton("Ratings (CSV)", visible=False, elem_id="wb-ratings-csv")
-        outputs = [self.eval, self.body, *self.downloads, self.ratings, self.ratings_csv]
+        outputs = [self.eval, self.against, self.body, *self.downloads, self.ratings, self.ratings_csv]
         self.outputs = outputs
         gr.Markdown("### Exports")
         with gr.Row():
@@ -77,36 +81,50 @@ class ReportTab:
         self.export_note = gr.HTML(elem_id="wb-export-note")
         admin = (access or Access()).admin_only
         self.export.click(admin(self.on_export), [self.what], [self.export_note, self.exported])
-        self.refresh.click(admin(self.on_refresh), [self.eval, self.by], outputs)
-        tab.select(admin(self.on_refresh, quiet=True), [self.eval, self.by], outputs)
+        self.refresh.click(admin(self.on_refresh), [self.eval, self.by, self.against], outputs)
+        tab.select(admin(self.on_refresh, quiet=True), [self.eval, self.by, self.against], outputs)
 
-    def on_refresh(self, chosen: str | None, by: str, progress=gr.Progress()):  # noqa: B008 - Gradio's own idiom
+    def on_refresh(
+        self,
+        chosen: str | None,
+        by: str,
+        against: str | None,
+        progress=gr.Progress(),  # noqa: B008 - Gradio's own idiom
+    ):
+        """The report on eval `chosen` (or the latest), broken down `by` fields, with the drift since eval `against`
+        when one is chosen."""
         hidden = [gr.update(visible=False)] * 3
         name = self.arena.name
         if not name:
             none = "<p>No prepared run yet.</p>"
-            return gr.update(choices=[LATEST], value=LATEST), none, *hidden, none, gr.update(visible=False)
+            empty = gr.update(choices=[NO_DRIFT], value=NO_DRIFT)
+            return gr.update(choices=[LATEST], value=LATEST), empty, none, *hidden, none, gr.update(visible=False)
         store = self.arena.store
         evals = [e for e in reversed(store.evals(name)) if e["stored"]]
         ids = [e["id"] for e in evals]
         chosen = chosen if chosen in ids else LATEST
         labels = [(LATEST, LATEST)] + [(_eval_label(e), e["id"]) for e in evals]
         picker = gr.update(choices=labels, value=chosen)
+        against = against if against in ids else NO_DRIFT
+        drift_picker = gr.update(choices=[(NO_DRIFT, NO_DRIFT)] + labels[1:], value=against)
         progress(0.2, desc="reading the stored answers")
         rows = load_rows(store, name, self.arena.config, self.arena.home, None if chosen == LATEST else chosen)
+        before = None
+        if against != NO_DRIFT and rows.eval and against != rows.eval["id"]:
+            before = load_rows(store, name, self.arena.config, self.arena.home, against)
         progress(0.5, desc="computing intervals")
         fields, warning = [f.strip() for f in (by or "").split(",") if f.strip()], ""
         try:
-            report = build_report(rows, by=fields)
+            report = build_report(rows, by=fields, before=before)
         except BadInputError as exc:  # a field the questions lack: say so above the report without it
             warning = f'<p class="wb-warning">{esc(str(exc).removeprefix("--by "))}</p>'
-            report = build_report(rows)
+            report = build_report(rows, before=before)
         body = warning + render_html_body(report)
         files = [gr.update(value=str(path), visible=True) for path in self._write(name, report)]
         csv = self.out / f"ratings-{name}.csv"
         count = export_ratings_csv(store, csv, name)
         table = summary_html(variant_summary(store, name)) + f"<p>{count} ratings stored for run {esc(name)}.</p>"
-        return picker, body, *files, table, gr.update(value=str(csv), visible=True)
+        return picker, drift_picker, body, *files, table, gr.update(value=str(csv), visible=True)
 
     def on_export(self, what: str):
         """Export `what` of the run the app serves to a JSONL file to download, and say how many rows it holds."""
@@ -124,7 +142,8 @@ class ReportTab:
         note = (
             f"<p>Run {esc(name)} chosen: press Refresh for its report.</p>" if name else "<p>No prepared run yet.</p>"
         )
-        return [gr.update(choices=[LATEST], value=LATEST), note, hidden, hidden, hidden, "", hidden]
+        drift = gr.update(choices=[NO_DRIFT], value=NO_DRIFT)
+        return [gr.update(choices=[LATEST], value=LATEST), drift, note, hidden, hidden, hidden, "", hidden]
 
     def _write(self, name: str, report: dict) -> list[Path]:
         stem = self.out / f"report-{name}"
