@@ -324,6 +324,20 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe_freshness(args: argparse.Namespace) -> int:
+    from workbench.freshness import freshness_file, probe_freshness
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    result = probe_freshness(args.name, load_config(args.config), args.home, args.facts, variants)
+    shares = ", ".join(f"{v} {row['new']:.0%}" for v, row in result["variants"].items())
+    print(
+        f"changed {result['facts']} facts of a copy of {args.name}; index updated in {result['index_update_s']:.1f} s "
+        f"(training took {result['retrain_s'] or 0:.0f} s); answers with the new value: {shares}. "
+        f"Wrote {freshness_file(args.name, args.home)}"
+    )
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from workbench.judge.checking import check_file
 
@@ -532,6 +546,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--out", required=True, help="FILE.jsonl, FILE.csv, or a folder for a `datasets` dataset")
 
+    fresh = commands.add_parser(
+        "probe-freshness",
+        parents=[common],
+        help="change facts in a copy of the run, update its index, and see which variants give the new values",
+    )
+    fresh.add_argument("--name", required=True, type=_run_name, help="run prepared (with a QA set) and indexed")
+    fresh.add_argument("--facts", type=int, default=20, help="facts to change (default 20)")
+    fresh.add_argument("--variants", help="comma-separated (default: every local variant that can answer)")
+
     index = commands.add_parser("index", parents=[common], help="chunk, embed and index a prepared run's corpus")
     index.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
     index.add_argument("--update", action="store_true", help="re-embed only added or changed documents")
@@ -587,6 +610,7 @@ COMMANDS = {
     "eval": _eval,
     "report": _report,
     "export": _export,
+    "probe-freshness": _probe_freshness,
     "index": _index,
     "search": _search,
     "ask": _ask,

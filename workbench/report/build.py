@@ -36,6 +36,7 @@ def build_report(rows: ReportRows, by=(), compare=(), before: ReportRows | None 
         "attribution": attribution_section(rows) if rows.eval else None,
         "cost": cost,
         "training": training_section(rows),
+        "freshness": _freshness(rows.freshness),
         "notes": list(rows.notes),
     }
     if report["quality"]:
@@ -44,6 +45,12 @@ def build_report(rows: ReportRows, by=(), compare=(), before: ReportRows | None 
         report["notes"].append("--by type: results are always broken down by question type")
     report["seconds"] = time.perf_counter() - started
     return report
+
+
+def _freshness(probe: dict | None) -> dict | None:
+    """The freshness probe's figures (its answers and edits stay in its file)."""
+    keys = ("created_at", "facts", "index_update_s", "retrain_s", "variants")
+    return {key: probe.get(key) for key in keys} if probe else None
 
 
 def _eval_summary(rows: ReportRows) -> dict | None:

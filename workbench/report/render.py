@@ -34,7 +34,8 @@ SECTIONS = (
     "Training",
     "Notes",
 )
-"""The section headings, in order; a "Drift" section follows Quality when a second eval was compared."""
+"""The section headings, in order; a "Drift" section follows Quality when a second eval was compared, and a
+"Freshness" section follows Cost when the run has a freshness probe."""
 
 STATUS_TEXT = {
     "recommend": "recommend",
@@ -101,6 +102,8 @@ def report_blocks(report: dict) -> list[Block]:
         blocks += [Heading(2, name), *section(report)]
         if name == "Quality" and report.get("drift"):
             blocks += [Heading(2, "Drift"), *_drift(report)]
+        if name == "Cost" and report.get("freshness"):
+            blocks += [Heading(2, "Freshness"), *_freshness(report)]
     return blocks
 
 
@@ -420,6 +423,27 @@ def _drift(report: dict) -> list[Block]:
             )
         )
     return blocks
+
+
+def _freshness(report: dict) -> list[Block]:
+    f = report["freshness"]
+    retrain = f"{_duration(f['retrain_s'])} to retrain the adapter" if f.get("retrain_s") else "no training on record"
+    return [
+        Paragraph(
+            f"`workbench probe-freshness` ({(f.get('created_at') or '')[:10]}) changed {f['facts']} facts in a copy of "
+            f"the corpus and updated its index in {_duration(f['index_update_s'])} ({retrain}); then each variant "
+            "answered the questions about those facts. Share of answers giving the new value, the old one, both or "
+            "neither: a variant that reads the index can follow the change at once; an adapter alone keeps the old "
+            "value until it is retrained."
+        ),
+        Table(
+            ["variant", "new value", "old value", "both", "neither"],
+            [
+                [v, _pct(row["new"]), _pct(row["old"]), _pct(row["both"]), _pct(row["neither"])]
+                for v, row in f["variants"].items()
+            ],
+        ),
+    ]
 
 
 def _preference(report: dict) -> list[Block]:

@@ -41,6 +41,8 @@ class ReportRows:
     index: dict | None = None
     index_bytes: int | None = None
     adapters: dict[str, dict] = field(default_factory=dict)
+    freshness: dict | None = None
+    """The run's latest `workbench probe-freshness` result, when there is one."""
     notes: list[str] = field(default_factory=list)
 
     def scores(self, judge: str) -> dict[tuple[str, str], float]:
@@ -117,7 +119,8 @@ def _pick_eval(name: str, evals: list[dict], eval_id: str | None) -> dict | None
 
 
 def _read_workspace(rows: ReportRows, name: str, home: Path) -> None:
-    """The run manifest, each adapter's size and training files, and the index manifest and size."""
+    """The run manifest, each adapter's size and training files, the index manifest and size, and the freshness
+    probe's result."""
     paths = run_paths(name, home)
     if paths.manifest.is_file():
         rows.manifest = read_json(paths.manifest)
@@ -135,6 +138,8 @@ def _read_workspace(rows: ReportRows, name: str, home: Path) -> None:
     if index.manifest.is_file():
         rows.index = read_json(index.manifest)
         rows.index_bytes = _folder_bytes(index.root)
+    if (paths.root / "freshness.json").is_file():
+        rows.freshness = read_json(paths.root / "freshness.json")
 
 
 def _folder_bytes(folder: Path) -> int | None:
