@@ -19,6 +19,7 @@ SCRIPTS = [  # the others are their helpers
         "report.py",
         "load.py",
         "synth.py",
+        "freshness.py",
     )
 ]
 
