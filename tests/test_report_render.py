@@ -465,6 +465,7 @@ def test_the_empty_report_says_what_is_missing(rendered):
         assert text in md, text
     assert "|" not in md  # no table without data
     assert "status status-no_eval" in page
+    assert "run <code>workbench eval --name empty</code>" in page and "`" not in page  # code, as Markdown shows it
 
 
 def test_data_text_is_escaped_in_html_and_cannot_break_markdown_tables(reports):

@@ -111,6 +111,10 @@ def test_a_failing_start_shows_the_cli_error_line(home, tiny_llama_folder):
     assert status.error == "--variants: ft cannot answer here: no adapter: run `workbench finetune --name demo`"
     progress = tab.on_refresh(None)[tab.progress]
     assert 'class="wb-failed"' in progress and "failed: --variants: ft cannot answer here: no adapter" in progress
+    run_paths("demo", home).split("val").write_text("")  # a split without questions: said before anything starts
+    refused = tab.on_start(["base"], "val", 2, ["reference"], "local")[tab.message]
+    assert "Not started: the val split of demo holds no question with a reference answer" in refused
+    assert "synthetic QA pairs" in refused and "--" not in refused
 
 
 def test_choices_follow_the_run_files_and_judges_leave_out_pairwise(home):

@@ -104,6 +104,9 @@ def test_generate_review_in_the_table_and_apply_to_the_splits(home):
     assert f"train {added['train']}, val {added['val']}, test {added['test']}" in message
     assert f"{held} pending pair(s) of test documents held back" in message
     assert sum(added.values()) == len(written) == DOCS - 1 - held  # all but the rejected (no leakage here)
+    assert "test split still holds no question" not in message  # the QA set's test questions are there
+    run_paths("tiny", home).split("test").write_text("")
+    assert "test split still holds no question, so Eval has nothing to ask" in panel.on_apply("tiny")
 
 
 def test_stop_ends_a_generation_and_leaves_the_pairs_as_they_were(home):

@@ -92,8 +92,8 @@ def load_questions(name: str, split: str, home: str | Path | None = None, limit:
         questions = questions[:limit]
     if not questions:
         raise EvalError(
-            f"{where}: no questions with a reference answer (the run was prepared without a QA set); prepare it "
-            "with `--qa FILE`, or pass a QA file with `--split FILE.jsonl`"
+            f"{where}: no questions with a reference answer; prepare the run with `--qa FILE`, apply synthetic QA "
+            "pairs (`workbench synth`; only accepted ones go to test), or pass a QA file with `--split FILE.jsonl`"
         )
     return questions
 

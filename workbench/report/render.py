@@ -200,7 +200,8 @@ def render_html(report: dict) -> str:
 
 
 def _h(text) -> str:
-    return html.escape(str(text), quote=True)
+    """Text escaped for HTML, a `command` or `field` in backticks shown as code (as the Markdown shows it)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(text), quote=True))
 
 
 def _html_table(table: Table) -> str:

@@ -21,8 +21,10 @@ import pandas as pd
 from workbench.config import Config
 from workbench.data import synth
 from workbench.data.loaders import BadInputError
+from workbench.records import read_split
 from workbench.ui.access import Access
 from workbench.ui.render import esc
+from workbench.workspace import run_paths
 
 CSS = ".wb-failed { color: #b42318; white-space: pre-wrap; }\n.wb-synth-warn { color: #b54708; }\n"
 COLUMNS = ["id", "status", "question", "answer", "paraphrases", "document", "verbatim", "key facts"]
@@ -151,6 +153,11 @@ def _ids(text: str | None) -> list[str]:
 
 
 NO_PAIRS = "<p>No QA pairs for <b>{run}</b> yet: press <b>Generate QA pairs</b> first.</p>"
+NO_TEST = (
+    '<p class="wb-synth-warn">The test split still holds no question, so Eval has nothing to ask: accept or edit '
+    "pairs of the test documents (held back above until reviewed). With only a few documents, none may have been "
+    "drawn for test: add documents, or prepare with a QA set.</p>"
+)
 
 
 def failed_html(exc: Exception, home: Path, lead: str = "") -> str:
@@ -238,7 +245,10 @@ class SynthPanel:
             )
             self.reviewed = gr.HTML(css_template=CSS, elem_id="wb-synth-reviewed")
 
-            gr.Markdown("#### Apply")
+            gr.Markdown(
+                "#### Apply\nAdds every pair not rejected to the run's splits, a document's pairs together: unreviewed "
+                "(pending) pairs go to train and val only; a test document's pairs go in once accepted or edited."
+            )
             self.apply = gr.Button("Apply to splits", elem_id="wb-synth-apply")
             self.applied = gr.HTML(css_template=CSS, elem_id="wb-synth-applied")
 
@@ -435,4 +445,6 @@ class SynthPanel:
             return failed_html(exc, self.home, "Not applied: ")
         if self.on_applied is not None:
             self.on_applied(run)
-        return applied_html(run, report)
+        test = run_paths(run, self.home).split("test")
+        empty = not any(e.is_question for e in read_split(test)) if test.is_file() else True
+        return applied_html(run, report) + (NO_TEST if empty else "")
