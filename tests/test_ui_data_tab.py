@@ -8,6 +8,7 @@ from test_upload import files  # noqa: F401 - the fixture
 from workbench.data.quality import literal
 from workbench.data.upload import prepare_upload
 from workbench.ui.data_tab import prepared_html, quality_text
+from workbench.workspace import read_json, run_paths, write_json_atomic
 
 
 def test_skipped_uploads_are_named_as_uploaded_and_no_qa_set_points_to_synthetic_pairs(home, files):  # noqa: F811
@@ -28,3 +29,11 @@ def test_a_qa_set_without_test_questions_says_eval_has_nothing_to_measure(home, 
     assert report["splits"]["sizes"]["test"] == 0
     said = prepared_html("kettles", upload, report, replaced=False)
     assert "The test split holds no questions" in said and "No QA set" not in said
+    manifest = run_paths("kettles", home).manifest  # what `synth --apply` records once pairs went in
+    write_json_atomic(
+        manifest,
+        read_json(manifest)
+        | {"synth": {"applied_at": "2026-12-01T10:00:00+00:00", "added": {"train": 5, "val": 1, "test": 2}}},
+    )
+    shown = quality_text(home, "kettles")
+    assert "Synthetic QA pairs applied since** (2026-12-01 10:00 UTC): train +5, val +1, test +2 rows" in shown

@@ -28,7 +28,7 @@ from workbench.ui.index_tab import IndexTab
 from workbench.ui.render import esc
 from workbench.ui.run_picker import RunPicker
 from workbench.ui.synth_panel import SynthPanel
-from workbench.workspace import run_paths
+from workbench.workspace import read_json, run_paths
 
 CSS = (
     ".wb-failed { color: #b42318; white-space: pre-wrap; }\n.wb-warn { color: #b54708; }\n"
@@ -42,9 +42,18 @@ def quality_text(home: Path, name: str | None) -> str:
     or what to do without one."""
     if not name or not is_prepared(name, home):
         return NO_RUN
-    text = run_paths(name, home).quality_md.read_text(encoding="utf-8")
+    paths = run_paths(name, home)
+    text = paths.quality_md.read_text(encoding="utf-8")
     uploads = f"{uploads_folder(name, home)}/"
-    return as_uploaded(as_uploaded(text, literal(uploads)), uploads)  # table cells are escaped, list items not
+    text = as_uploaded(as_uploaded(text, literal(uploads)), uploads)  # table cells are escaped, list items not
+    applied = read_json(paths.manifest).get("synth") if paths.manifest.is_file() else None
+    if applied:  # the report predates them: say what the splits hold now
+        added = applied["added"]
+        text += (
+            f"\n\n**Synthetic QA pairs applied since** ({applied['applied_at'][:16].replace('T', ' ')} UTC): train "
+            f"+{added['train']}, val +{added['val']}, test +{added['test']} rows; the tables above are as prepared.\n"
+        )
+    return text
 
 
 def as_uploaded(text: str, uploads: str) -> str:
