@@ -128,6 +128,32 @@ def test_synth_keeps_supported_pairs_only_and_records_their_checks(home):
     assert json.loads(synth.summary_file("tiny", home).read_text())["pairs_file"]["by_status"] == {"pending": DOCS}
 
 
+def test_a_paraphrase_is_never_another_pair_s_question(home):
+    """Two questions about one price, the generator rewording one as the other: no pair takes another's question
+    (or a paraphrase another pair took) as a paraphrase, so a training row never repeats."""
+
+    class TwoWordings(ScriptedGenerator):
+        def _reply(self, prompt):
+            if self.seed == 1 and "Write a question about this sentence" in prompt:
+                fact = FACT.search(prompt.split("this sentence:", 1)[1])
+                return f"How much does the {fact['name']} cost in euros?" if fact and fact["verb"] == "costs" else ""
+            return super()._reply(prompt)
+
+        def replies(self, prompts, max_new_tokens, seed=None):
+            self.seed = seed
+            return super().replies(prompts, max_new_tokens, seed)
+
+    synth.synthesize("tiny", home=home, generator=TwoWordings(wrong_weights=False), per_fact=2, paraphrases=2)
+    pairs = [p for p in synth.read_pairs(synth.pairs_file("tiny", home)) if p.doc_id == "d0"]
+    questions = {p.question for p in pairs}
+    assert {
+        "How much does the Alderbrook Hydrant cost?",
+        "How much does the Alderbrook Hydrant cost in euros?",
+    } <= questions
+    wordings = [p.question for p in pairs] + [x for p in pairs for x in p.paraphrases]
+    assert len(wordings) == len(set(wordings))
+
+
 def test_checks_drop_junk_questions_and_unsupported_answers():
     passage = "The Skylark S2 costs €1,240 and controls up to 6 zones. It carries a 3-year warranty."
     assert synth.parse_question("Q: How many zones does the Skylark S2 control?", passage)[0]
@@ -310,7 +336,8 @@ def test_a_remote_generator_writes_pairs_through_its_endpoint_and_a_failure_name
     assert len(pairs) == 6 and all(p.verbatim or p.key_facts for p in pairs)  # cost and weight, 3 documents
     assert all(len(p.paraphrases) == 1 for p in pairs if "cost" in p.question)
     assert {b["model"] for b in bodies} == {"big-model"} and all(b["stream"] for b in bodies)
-    assert {b["temperature"] for b in bodies} == {0.0}  # one question per fact: greedy
+    sampled = [b for b in bodies if b["temperature"] > 0]  # one question per fact: only a rewording asked again
+    assert sampled and all(b["messages"][-1]["content"].startswith("List ") for b in sampled)
     before = synth.pairs_file("tiny", home).read_bytes()
     with pytest.raises(BadInputError, match=r"generator remote:big: http://127.0.0.1:\d+/v1 failed \(HTTP 500"):
         synth.synthesize("tiny", config, home, generator="remote:big")  # the fourth document, the Fogger, fails

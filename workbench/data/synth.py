@@ -650,8 +650,10 @@ def _generate(
         prompts = [PARAPHRASE_PROMPT.format(count=paraphrases, question=p.question) for p in todo]
         for pair, reply in zip(todo, writer.replies(prompts, PARAPHRASE_TOKENS, None if attempt == 0 else attempt)):
             for text in parse_paraphrases(reply, pair.question, pair.context, pair.title):
-                if len(pair.paraphrases) < paraphrases and text not in pair.paraphrases:
+                key = (pair.doc_id, " ".join(normalize(text)))  # not another pair's question, nor its paraphrase
+                if len(pair.paraphrases) < paraphrases and key not in seen:
                     pair.paraphrases.append(text)
+                    seen.add(key)
     for pair in kept:
         stats[pair.doc_id]["paraphrases"] += len(pair.paraphrases)
     return kept
