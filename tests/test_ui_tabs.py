@@ -122,6 +122,22 @@ def test_index_tab_updates_with_stats_and_searches_escaped_chunks(home):
     assert "run `workbench index --name unindexed`" in tab.on_search("unindexed", "price", 3)
 
 
+def test_an_export_with_no_rows_offers_nothing_to_download(tmp_path):
+    from tests.test_report import stored_eval
+    from workbench.session import Arena
+    from workbench.ui.report_tab import ReportTab
+
+    stored_eval(tmp_path, {"base": [0.2, 0.3]}, ["fact"] * 2)  # eval answers, no arena votes
+    arena = Arena(Config(), "r1", tmp_path)
+    with gr.Blocks(), gr.Tab("Report") as tab:
+        report = ReportTab(arena, tab)
+    note, exported = report.on_export("dpo")
+    assert not exported["visible"] and "No dpo rows in run r1 yet (DPO pairs and SFT examples come from voted" in note
+    note, exported = report.on_export("evals")
+    assert exported["visible"] and "2 evals row(s) of run r1" in note
+    arena.store.close()
+
+
 def test_report_tab_renders_the_report_escaped_with_downloads(tmp_path):
     from tests.test_report import add_arena, stored_eval
     from workbench.session import Arena

@@ -133,6 +133,11 @@ class ReportTab:
             return "<p>No prepared run yet.</p>", gr.update(visible=False)
         path = self.out / f"{what}-{name}.jsonl"
         count = write_rows(export_rows(self.arena.store, what, name), path)
+        if not count:
+            why = " (DPO pairs and SFT examples come from voted arena turns)" if what in ("dpo", "sft") else ""
+            return f"<p>No {esc(what)} rows in run {esc(name)} yet{why}: nothing to download.</p>", gr.update(
+                visible=False
+            )
         return f"<p>{count} {esc(what)} row(s) of run {esc(name)}.</p>", gr.update(value=str(path), visible=True)
 
     def cleared(self, name: str | None) -> list:
