@@ -53,7 +53,7 @@ def test_switching_moves_new_conversations_and_the_tabs_without_a_restart(home, 
     started = arena.session("rita", ["base", "rag"])
     assert started.run == "demo" and arena.references
 
-    report, _, body, *_ = pick("kettles")
+    report, _eval, _drift, body, *_ = pick("kettles")
     assert "Data quality report: kettles" in report and "Run kettles chosen" in body
     assert arena.name == "kettles" and arena.version == 1 and arena.references == {}  # no QA set: no references
     assert arena.choices() == ["base"]  # its own engine: no index yet, so no rag
