@@ -57,6 +57,14 @@ def demo_home(home: Path, config, reuse: Path | None) -> None:
     finetune("demo", config, home, progress=False)
 
 
+def demo_parser() -> argparse.ArgumentParser:
+    """The options of the benches that answer the demo's test questions: a trained workspace to reuse, a limit."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--adapter-home", type=Path, help="a workspace with the demo prepared, indexed and trained")
+    parser.add_argument("--limit", type=int, help="only the first N test questions")
+    return parser
+
+
 def measure(engine: Engine, rows: list[Example], decoding: Decoding, instruction: str) -> dict:
     prompts.SOURCES_INSTRUCTION = instruction
     started = time.perf_counter()
@@ -78,10 +86,7 @@ def measure(engine: Engine, rows: list[Example], decoding: Decoding, instruction
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--adapter-home", type=Path, help="a workspace with the demo prepared, indexed and trained")
-    parser.add_argument("--limit", type=int, help="only the first N test questions")
-    args = parser.parse_args()
+    args = demo_parser().parse_args()
     config = load_config(ROOT / "configs" / "default.yaml")
     new_instruction = prompts.SOURCES_INSTRUCTION
     after = Decoding.from_config(config.chat)

@@ -14,14 +14,13 @@ Usage: python bench/eval.py [--adapter-home DIR] [--limit N]
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from answers import demo_home
+from answers import demo_home, demo_parser
 from results_file import record
 
 from workbench.config import load_config
@@ -35,10 +34,7 @@ VARIANTS = ["base", "ft", "rag", "ft_rag"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--adapter-home", type=Path, help="a workspace with the demo prepared, indexed and trained")
-    parser.add_argument("--limit", type=int, help="only the first N test questions")
-    args = parser.parse_args()
+    args = demo_parser().parse_args()
     config = load_config(ROOT / "configs" / "default.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)

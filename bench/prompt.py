@@ -12,7 +12,6 @@ Usage: python bench/prompt.py [--adapter-home DIR (a demo workspace prepared, in
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from answers import demo_home
+from answers import demo_home, demo_parser
 from results_file import record
 
 from workbench.config import load_config
@@ -42,10 +41,7 @@ def figures_of(answers: list, rows: list) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--adapter-home", type=Path, help="a workspace with the demo prepared, indexed and trained")
-    parser.add_argument("--limit", type=int, help="only the first N test questions")
-    args = parser.parse_args()
+    args = demo_parser().parse_args()
     config = load_config(ROOT / "configs" / "default.yaml")
     decoding = Decoding.from_config(config.chat)
     shown = config.chat.prompt_examples

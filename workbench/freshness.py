@@ -131,8 +131,8 @@ def probe_freshness(
     edits, texts = pick_edits(name, home, facts)
     if not edits:
         raise BadInputError(
-            f"{paths.root}: no QA pair has a whole number in its answer written once in its gold document, so no "
-            "fact can be changed; add a QA set whose answers give figures from the documents"
+            f"{paths.root}: no QA pair has a whole number in its answer written once in the corpus (in its gold "
+            "document), so no fact can be changed; add a QA set whose answers give figures from the documents"
         )
     with tempfile.TemporaryDirectory(prefix="workbench-freshness-") as scratch:
         copy = Path(scratch)
@@ -144,7 +144,7 @@ def probe_freshness(
         build_index(name, config, copy, update=True, progress=False)
         index_seconds = time.perf_counter() - started
         engine = Engine(config, name, copy)
-        chosen = [v for v in (variants or engine.local_variants())]
+        chosen = list(variants or engine.local_variants())
         turns = engine.answer_batch([e.question for e in edits], chosen, Decoding.from_config(config.chat))
     answers = [
         {"qa_id": e.qa_id, "variant": v, "answer": turn[v].text, "outcome": outcome(turn[v].text, e)}

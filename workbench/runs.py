@@ -36,6 +36,14 @@ class RunState:
         return f"{self.name} · {', '.join(self.steps)}"
 
 
+def has_questions(name: str, split: str, home: str | Path | None = None) -> bool:
+    """Whether split `split` of run `name` holds a question with a reference answer (what an eval asks)."""
+    from workbench.records import read_split
+
+    path = run_paths(name, home).split(split)
+    return path.is_file() and any(e.is_question for e in read_split(path))
+
+
 def is_prepared(name: str, home: str | Path | None = None) -> bool:
     """Whether run `name` has prepared documents and a quality report (a valid name, too)."""
     try:

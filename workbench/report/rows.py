@@ -12,6 +12,7 @@ from pathlib import Path
 from workbench.config import Config
 from workbench.data.loaders import BadInputError
 from workbench.eval.runner import Question, load_questions
+from workbench.freshness import freshness_file
 from workbench.report.blind import revealed_arena_rows
 from workbench.store import Store
 from workbench.workspace import index_paths, read_events, read_json, read_metrics, resolve_home, run_paths
@@ -138,8 +139,8 @@ def _read_workspace(rows: ReportRows, name: str, home: Path) -> None:
     if index.manifest.is_file():
         rows.index = read_json(index.manifest)
         rows.index_bytes = _folder_bytes(index.root)
-    if (paths.root / "freshness.json").is_file():
-        rows.freshness = read_json(paths.root / "freshness.json")
+    if freshness_file(name, home).is_file():
+        rows.freshness = read_json(freshness_file(name, home))
 
 
 def _folder_bytes(folder: Path) -> int | None:

@@ -25,8 +25,8 @@ import pandas as pd
 from workbench.config import Config
 from workbench.eval.job import EvalJob, EvalRequest, EvalRunning, EvalStatus, eval_job
 from workbench.fewshot import training_pairs
-from workbench.records import read_split
 from workbench.report.summary import eval_figures
+from workbench.runs import has_questions
 from workbench.ui.access import Access
 from workbench.ui.render import CSS, esc
 from workbench.variants import REMOTE_PREFIX
@@ -36,12 +36,6 @@ NO_RUN = "No prepared run yet: add your data and a QA set in the Data tab (or ru
 SPLITS = ("test", "val")
 EVAL_COLUMNS = ["id", "split", "variants", "questions", "stored / total", "started", "finished"]
 TAB_CSS = CSS + ".wb-failed { color: #b42318; white-space: pre-wrap; }\n"
-
-
-def has_questions(home: Path, name: str, split: str) -> bool:
-    """Whether split `split` of run `name` holds a question with a reference answer (what an eval asks)."""
-    path = run_paths(name, home).split(split)
-    return path.is_file() and any(e.is_question for e in read_split(path))
 
 
 def variant_choices(home: Path, name: str | None, config: Config) -> tuple[list[str], list[str]]:
@@ -239,7 +233,7 @@ class EvalTab:
             problem = "choose at least one variant" if not variants else "choose at least one judge"
         elif limit not in (None, "") and (float(limit) != int(limit) or int(limit) < 0):
             problem = f"Questions: {limit} is not a whole number of questions; 0 means all of them"
-        elif not has_questions(self.home, self.name, split):
+        elif not has_questions(self.name, split, self.home):
             problem = (
                 f"the {split} split of {self.name} holds no question with a reference answer, so there is nothing to "
                 "evaluate. Prepare the run with a QA set (Data tab), or generate synthetic QA pairs there and accept "

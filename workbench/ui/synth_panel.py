@@ -21,10 +21,9 @@ import pandas as pd
 from workbench.config import Config
 from workbench.data import synth
 from workbench.data.loaders import BadInputError
-from workbench.records import read_split
+from workbench.runs import has_questions
 from workbench.ui.access import Access
 from workbench.ui.render import esc
-from workbench.workspace import run_paths
 
 CSS = ".wb-failed { color: #b42318; white-space: pre-wrap; }\n.wb-synth-warn { color: #b54708; }\n"
 COLUMNS = ["id", "status", "question", "answer", "paraphrases", "document", "verbatim", "key facts"]
@@ -160,9 +159,14 @@ NO_TEST = (
 )
 
 
+def refusal(exc: Exception, home: Path) -> str:
+    """A refusal of `workbench.data.synth` as plain text, its workspace files named from the workspace
+    (`runs/NAME/...`)."""
+    return str(exc).replace(f"{home}/", "")
+
+
 def failed_html(exc: Exception, home: Path, lead: str = "") -> str:
-    """A refusal of `workbench.data.synth`, its workspace files named from the workspace (`runs/NAME/...`)."""
-    return f'<p class="wb-failed">{esc(lead)}{esc(str(exc).replace(f"{home}/", ""))}</p>'
+    return f'<p class="wb-failed">{esc(lead)}{esc(refusal(exc, home))}</p>'
 
 
 class SynthPanel:
@@ -383,8 +387,7 @@ class SynthPanel:
         try:
             found = next((p for p in self._pairs(run) if p.id == wanted), None) if run and wanted else None
         except BadInputError as exc:
-            shown_exc = str(exc).replace(f"{self.home}/", "")
-            return {self.pair_id: wanted, self.question: "", self.answer: "", self.source: shown_exc}
+            return {self.pair_id: wanted, self.question: "", self.answer: "", self.source: refusal(exc, self.home)}
         if found is None:
             missing = f"No pair with id {wanted!r} in {run}." if wanted and run else ""
             return {self.pair_id: wanted, self.question: "", self.answer: "", self.source: missing}
@@ -445,6 +448,4 @@ class SynthPanel:
             return failed_html(exc, self.home, "Not applied: ")
         if self.on_applied is not None:
             self.on_applied(run)
-        test = run_paths(run, self.home).split("test")
-        empty = not any(e.is_question for e in read_split(test)) if test.is_file() else True
-        return applied_html(run, report) + (NO_TEST if empty else "")
+        return applied_html(run, report) + ("" if has_questions(run, "test", self.home) else NO_TEST)
