@@ -25,11 +25,12 @@ SPLIT_ALL = Config(prepare={"split": {"train": 0.4, "val": 0.3, "test": 0.3}})
 """Every split gets questions, so each split file differs between two versions of the corpus."""
 
 NOT_OWNED = {
-    "adapter/adapter_model.safetensors": b"weights",
-    "checkpoint/state.pt": b"state",
-    "metrics.csv": b"step,train_loss\n1,2.0\n",
-    "events.jsonl": b'{"step": 1}\n',
-    "raft/adapter/adapter_config.json": b"{}",
+    "adapters/default/adapter/adapter_model.safetensors": b"weights",
+    "adapters/default/checkpoint/state.pt": b"state",
+    "adapters/default/metrics.csv": b"step,train_loss\n1,2.0\n",
+    "adapters/default/events.jsonl": b'{"step": 1}\n',
+    "adapters/default/manifest.json": b'{"outcome": "completed"}',
+    "adapters/raft/adapter/adapter_config.json": b"{}",
     "data/notes.txt": b"kept by hand",
 }
 """Files other steps (or a user) put in a run folder; prepare must leave them alone."""
@@ -102,7 +103,7 @@ def prepared(home, tmp_path):
     for name, data in NOT_OWNED.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
-    manifest = read_json(root / "manifest.json") | {"finetune": {"outcome": "completed"}}
+    manifest = read_json(root / "manifest.json") | {"default_adapter": "raft"}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root, _corpus(tmp_path / "v2", 2)
 
@@ -138,7 +139,7 @@ def test_a_re_prepare_replaces_its_own_files_and_keeps_the_others(prepared, home
     assert {name: after[name] for name in NOT_OWNED} == NOT_OWNED
     assert set(after) == set(before) and all(after[name] != before[name] for name in owned | {"manifest.json"})
     manifest = read_json(root / "manifest.json")
-    assert manifest["finetune"] == {"outcome": "completed"} and "pump.md" in str(manifest["prepare"]["inputs"])
+    assert manifest["default_adapter"] == "raft" and "pump.md" in str(manifest["prepare"]["inputs"])
     assert b"42 litres" in after["documents.jsonl"]
     assert _hidden(home) == []
 

@@ -69,7 +69,7 @@ def notes(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("not answering")]
 
 
-ADAPTER = "runs/pumps/adapter/"
+ADAPTER = "runs/pumps/adapters/default/adapter/"
 BROKEN = [  # (file, its new content (None: cut in half), the variants it costs, what their message says)
     (ADAPTER + "adapter_model.safetensors", None, {"ft", "ft_rag"}, "unreadable (Error while deserializing header"),
     (ADAPTER + "adapter_model.safetensors", b"garbage", {"ft", "ft_rag"}, "unreadable (Error while deserializing"),
@@ -137,11 +137,12 @@ def test_ask_base_needs_neither_adapter_nor_index(healthy, tmp_path, capsys):
 def test_a_broken_raft_adapter_costs_ft_rag_alone(healthy, tmp_path, tiny_llama_folder):
     home = tmp_path / "home"
     shutil.copytree(healthy[0], home)
-    raft = run_paths("pumps", home, "ft_rag").adapter
+    raft = run_paths("pumps", home, "raft").adapter
     write_adapter(str(tiny_llama_folder), raft)
     (raft / "adapter_model.safetensors").write_bytes(b"not safetensors")
     engine = Engine(load_config(healthy[1]), "pumps", home)
-    assert engine.local_variants() == ["base", "ft", "rag"]  # ft_rag does not fall back to the ft adapter
+    # ft_rag does not fall back to the default adapter; asked for by name, the default one still answers with sources
+    assert engine.local_variants() == ["base", "ft", "rag", "ft_rag:default"]
     assert engine.missing["ft_rag"].endswith(
         "run `workbench finetune --name pumps` with `finetune.recipe: raft` to train it again"
     )

@@ -122,9 +122,9 @@ def test_ask_says_which_variants_cannot_answer_and_why(home, tmp_path, capsys, t
     out, err = capsys.readouterr()
     finetune, index = "run `workbench finetune --name pumps`", "run `workbench index --name pumps`"
     assert [line for line in err.splitlines() if line.startswith("not answering")] == [
-        f"not answering with ft: no adapter: {finetune}",
+        f"not answering with ft: no adapter 'default': {finetune}",
         f"not answering with rag: no index: {index}",
-        f"not answering with ft_rag: no adapter: {finetune} and no index: {index}",
+        f"not answering with ft_rag: no adapter 'default': {finetune} and no index: {index}",
     ]
     assert [line.split()[1] for line in out.splitlines() if line.startswith("== ")] == ["base"]
 

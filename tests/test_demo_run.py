@@ -53,7 +53,7 @@ def test_workbench_demo_trains_in_the_background_while_the_app_serves_and_then_o
             time.sleep(1)
         assert {"base", "rag", "ft", "ft_rag"} <= set(choices), (training, (home / ".jobs" / "demo.log").read_text())
         assert "Fine-tuned variants ready" in training
-        summary = read_json(run_paths("demo", home).manifest)["finetune"]
+        summary = read_json(run_paths("demo", home).adapter_manifest)
         assert summary["outcome"] == "completed" and summary["steps"] == 3
     finally:
         demo.terminate()

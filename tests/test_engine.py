@@ -151,15 +151,18 @@ def test_answers_are_identical_alone_in_turns_of_2_and_4_and_in_a_12_row_batch_o
     variants = ["base", "ft", "rag", "ft_rag"]
     # 3 questions x 4 variants on 2 threads, each decoding a group whose free slots the waiting rows take
     twelve = chosen.answer_batch(QUESTIONS, variants, decoding, workers=2)
-    for question, batched in zip(QUESTIONS, twelve):
+    two = chosen.answer(QUESTIONS[0], ["ft_rag", "base"], decoding=decoding)
+    # each variant alone on one question or two (every variant alone on every question cost as much again)
+    alone_on = [["base", "ft_rag"], ["ft", "rag"], ["ft_rag", "ft"]]
+    for question, batched, names in zip(QUESTIONS, twelve, alone_on):
         four = chosen.answer(question, variants, decoding=decoding)
-        two = chosen.answer(question, ["ft_rag", "base"], decoding=decoding)
         for name in variants:
+            assert four[name].text == batched[name].text and batched[name].question == question, (question, name)
+        for name in names:
             alone = chosen.answer(question, [name], decoding=decoding)[name]
-            assert alone.text == four[name].text == batched[name].text, (question, name)
-            assert alone.tokens_out == batched[name].tokens_out and batched[name].question == question
-            if name in two:
-                assert two[name].text == alone.text, (question, name)
+            assert alone.text == batched[name].text and alone.tokens_out == batched[name].tokens_out, (question, name)
+            if question == QUESTIONS[0]:
+                assert two[name].text == alone.text, name
     assert len({answers["ft"].text for answers in twelve}) > 1  # the rows really answer different questions
 
 
@@ -341,18 +344,27 @@ def test_growing_cache_layer_keeps_each_placed_row_as_the_stock_layer_would():
     assert growing.get_seq_length() == 500 + 303
 
 
-def test_a_raft_trained_adapter_serves_the_ft_rag_column(engine_home, tmp_path):
+def test_named_adapters_answer_side_by_side_and_more_adapters_change_no_answer(engine, engine_home, tmp_path):
+    """`ft_rag` takes the raft-trained adapter, `ft:A` any adapter by name; attaching more adapters to the engine
+    leaves every other variant's answer as it was (a sweep's new adapters never change a stored answer's meaning)."""
     home = tmp_path / "home"
     shutil.copytree(engine_home, home)
-    random_adapter("smollm2-135m-instruct", run_paths("demo", home, "ft_rag").adapter, seed=5, strength=0.5)
-    served = Engine(Config.model_validate({"chat": {"max_new_tokens": 8}}), "demo", home)
-    assert served.adapter_for == {"ft": "ft", "ft_rag": "ft_rag"}
-    assert served.adapter_ids["ft_rag"] != served.adapter_ids["ft"]
-    answers = served.answer(QUESTION, ["ft", "ft_rag"])
-    assert (
-        answers["ft_rag"].adapter_id == served.adapter_ids["ft_rag"]
-        and answers["ft"].adapter_id == served.adapter_ids["ft"]
-    )
+    random_adapter("smollm2-135m-instruct", run_paths("demo", home, "raft").adapter, seed=5, strength=0.5)
+    random_adapter("smollm2-135m-instruct", run_paths("demo", home, "trial-1").adapter, seed=6, strength=0.5)
+    served = Engine(Config.model_validate({"chat": {"max_new_tokens": 24}}), "demo", home)
+    assert served.aliases == {"ft": "default", "ft_rag": "raft"}
+    assert set(served.local_variants()) >= {"ft:raft", "ft:trial-1", "ft_rag:default", "ft_rag:trial-1"}
+    assert "ft:default" not in served.local_variants()  # that is `ft`
+    chosen = ["base", "ft", "ft:trial-1", "ft_rag"]
+    answers = served.answer(QUESTION, chosen)
+    assert answers["ft_rag"].adapter_id == served.adapter_ids["raft"] != served.adapter_ids["default"]
+    assert answers["ft:trial-1"].adapter_id == served.adapter_ids["trial-1"]
+    assert answers["ft:trial-1"].text != answers["ft"].text
+    alone = engine.answer(QUESTION, ["base", "ft", "rag"])  # the engine with the default adapter only
+    assert alone["ft"].text == answers["ft"].text and alone["base"].text == answers["base"].text
+    assert alone["rag"].text == served.answer(QUESTION, ["rag"])["rag"].text
+    with pytest.raises(VariantUnavailable, match="no adapter 'nope' .*its adapters: default, raft, trial-1"):
+        served.answer(QUESTION, ["ft:nope"])
 
 
 def test_an_answer_ends_at_a_repeated_sentence_or_line():

@@ -82,15 +82,16 @@ def test_tiny_model_trains_lora_only_and_writes_its_outputs(prepared_home, tiny_
     summary = finetune("demo", _config(tiny_llama_folder), prepared_home, max_steps=4, progress=False)
     paths = run_paths("demo", prepared_home)
     assert summary["steps"] == 4 and summary["outcome"] == "completed" and summary["best_step"] in (2, 4)
-    assert {p.name for p in (paths.root / "adapter").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
-    rows = list(csv.DictReader((paths.root / "metrics.csv").open()))
+    adapter = paths.root / "adapters" / "default"
+    assert {p.name for p in (adapter / "adapter").iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+    rows = list(csv.DictReader((adapter / "metrics.csv").open()))
     assert list(rows[0]) == METRIC_COLUMNS and [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert rows[1]["val_loss"] and not rows[0]["val_loss"]
-    assert read_json(paths.manifest)["finetune"]["trainable_params"] == summary["trainable_params"] > 0
+    assert read_json(adapter / "manifest.json")["trainable_params"] == summary["trainable_params"] > 0
     assert summary["forgetting"]["base_perplexity"] > 0
 
     base, _ = fresh_causal_lm(str(tiny_llama_folder))
-    trained = PeftModel.from_pretrained(base, paths.root / "adapter")
+    trained = PeftModel.from_pretrained(base, paths.adapter)
     untouched, _ = fresh_causal_lm(str(tiny_llama_folder))
     original = dict(untouched.named_parameters())
     base_weights = {
@@ -99,9 +100,7 @@ def test_tiny_model_trains_lora_only_and_writes_its_outputs(prepared_home, tiny_
     assert base_weights.keys() == original.keys()
     for name, weight in base_weights.items():
         assert torch.equal(weight, original[name]), f"base weight {name} changed"
-    lora_b = [
-        w for name, w in load_file(paths.root / "adapter" / "adapter_model.safetensors").items() if "lora_B" in name
-    ]
+    lora_b = [w for name, w in load_file(paths.adapter / "adapter_model.safetensors").items() if "lora_B" in name]
     assert lora_b and any(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: it moved
     output = trained.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3, do_sample=False)
     assert output.shape == (1, 6)
@@ -114,12 +113,12 @@ def test_stop_request_ends_cleanly_and_resume_reaches_the_same_step(prepared_hom
     first = finetune("demo", config, prepared_home, max_steps=6, stop=stop, progress=False)
     assert first["outcome"] == "stopped" and first["steps"] == 1
     paths = run_paths("demo", prepared_home)
-    assert (paths.root / "adapter" / "adapter_model.safetensors").exists()
+    assert (paths.adapter / "adapter_model.safetensors").exists()
     resumed = finetune("demo", config, prepared_home, max_steps=6, resume=True, progress=False)
     assert resumed["steps"] == 6 and resumed["outcome"] == "completed"
-    steps = [int(r["step"]) for r in csv.DictReader((paths.root / "metrics.csv").open())]
+    steps = [int(r["step"]) for r in csv.DictReader(paths.metrics.open())]
     assert steps == [1, 2, 3, 4, 5, 6]
-    kinds = [json.loads(line)["kind"] for line in (paths.root / "events.jsonl").read_text().splitlines()]
+    kinds = [json.loads(line)["kind"] for line in paths.events.read_text().splitlines()]
     assert kinds.count("stopped") == 1
 
 
@@ -157,8 +156,8 @@ def test_packaged_model_finetunes_end_to_end_from_the_cli(prepared_home, capsys)
         main(["finetune", "--name", "demo", "--home", str(prepared_home), "--max-steps", "2", "--config", str(config)])
         == 0
     )
-    assert "finetuned demo: completed after 2 steps" in capsys.readouterr().out
-    summary = read_json(run_paths("demo", prepared_home).manifest)["finetune"]
+    assert "finetuned demo, adapter default: completed after 2 steps" in capsys.readouterr().out
+    summary = read_json(run_paths("demo", prepared_home).adapter_manifest)
     assert summary["base_model"] == "smollm2-135m-instruct" and len(summary["base_model_sha256"]) == 64
     assert 1 < summary["forgetting"]["base_perplexity"] < 100 and summary["best_val_loss"] < 10
 
@@ -190,7 +189,7 @@ def test_sigkill_then_resume_ends_at_the_same_step_with_a_comparable_loss(tmp_pa
         str(config_file),
         "--home",
     ]
-    metrics = run_paths("demo", homes["killed"]).root / "metrics.csv"
+    metrics = run_paths("demo", homes["killed"]).metrics
     process = subprocess.Popen(command + [str(homes["killed"])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 9):
@@ -235,7 +234,7 @@ def test_raft_examples_show_the_gold_chunk_among_distractors_in_the_engines_prom
     assert 0.6 * answerable < with_gold < 0.9 * answerable  # about 1 - no_gold_share of them see their gold chunk
 
 
-def test_raft_trains_the_ft_rag_adapter_beside_the_ft_one(demo_index, tiny_llama_folder, tmp_path):
+def test_raft_trains_its_own_adapter_beside_the_default_one(demo_index, tiny_llama_folder, tmp_path):
     import shutil
 
     from workbench.data.loaders import BadInputError
@@ -244,11 +243,11 @@ def test_raft_trains_the_ft_rag_adapter_beside_the_ft_one(demo_index, tiny_llama
     shutil.copytree(demo_index[0], home)
     config = _config(tiny_llama_folder, recipe="raft", max_length=1024)
     summary = finetune("demo", config, home, max_steps=2, progress=False)
-    ft, ft_rag = run_paths("demo", home), run_paths("demo", home, "ft_rag")
-    assert summary["recipe"] == "raft" and (ft_rag.adapter / "adapter_model.safetensors").is_file()
-    assert ft_rag.metrics.is_file() and not ft.adapter.exists() and not ft.metrics.exists()
-    manifest = read_json(ft.manifest)
-    assert "finetune_rag" in manifest and "finetune" not in manifest
+    ft, raft = run_paths("demo", home), run_paths("demo", home, "raft")
+    assert summary["recipe"] == "raft" and summary["adapter"] == "raft"
+    assert (raft.adapter / "adapter_model.safetensors").is_file() and raft.metrics.is_file()
+    assert read_json(raft.adapter_manifest)["recipe"] == "raft"
+    assert not ft.adapter.exists() and not ft.metrics.exists() and not ft.adapter_manifest.exists()
 
     shutil.rmtree(home / "indexes")
     with pytest.raises(BadInputError, match="workbench index --name demo"):
@@ -282,7 +281,7 @@ def test_two_launched_processes_train_the_adapter_one_process_would(tmp_path, ti
         launcher + command + ["--home", str(homes["two"])], capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("finetuned demo:") == 1, done.stdout
+    assert done.stdout.count("finetuned demo,") == 1, done.stdout
 
     config = Config.model_validate(yaml.safe_load(config_file.read_text()))
     finetune("demo", config, homes["one"], max_steps=4, progress=False)
@@ -299,4 +298,4 @@ def test_two_launched_processes_train_the_adapter_one_process_would(tmp_path, ti
     moved = sum(float(w.norm()) for k, w in weights["one"].items() if "lora_B" in k)
     differ = sum(float((weights["two"][k] - w).norm()) for k, w in weights["one"].items() if "lora_B" in k)
     assert moved > 0 and differ < 0.02 * moved
-    assert read_json(runs["two"].manifest)["finetune"]["steps"] == 4
+    assert read_json(runs["two"].adapter_manifest)["steps"] == 4

@@ -292,8 +292,9 @@ def test_cost_per_answer_and_break_even_with_prices(tmp_path):
     # ft answers in 1 s, rag in 4 s (its prompt carries sources); ft trained 10 minutes on a GPU
     stored_eval(tmp_path, {"ft": [0.5] * 4, "rag": [0.5] * 4}, ["fact"] * 4)
     machine = {"kind": "gpu", "name": "H200", "cores": 16, "peak_memory_mb": 9000.0}
-    manifest = {"name": "r1", "finetune": {"wall_seconds": 600.0, "machine": machine, "trainable_params": 10}}
-    write_json_atomic(run_paths("r1", tmp_path).manifest, manifest)
+    trained = run_paths("r1", tmp_path)
+    write_json_atomic(trained.adapter_manifest, {"wall_seconds": 600.0, "machine": machine, "trainable_params": 10})
+    write_json_atomic(trained.adapter / "adapter_config.json", {})
     config = Config.model_validate({"report": {"cpu_hour": 0.36, "gpu_hour": 3.6}})
     cost = report_of(tmp_path, config=config)["cost"]
     wall = cost["answering_seconds"]  # the eval's answering time, shared out by latency: ft 4 s of 20, rag 16 s

@@ -173,6 +173,7 @@ def demo_report() -> dict:
             "prices": {"cpu_hour": None, "gpu_hour": None},
             "training": {
                 "ft": {
+                    "adapter": "default",
                     "recipe": "qa",
                     "wall_seconds": 606.9714776729998,
                     "steps": 60,
@@ -207,7 +208,8 @@ def demo_report() -> dict:
             "eval_machine": None,
         },
         "training": {
-            "ft": {
+            "default": {
+                "variants": ["ft"],
                 "recipe": "qa",
                 "outcome": "completed",
                 "steps": 60,
@@ -304,9 +306,14 @@ def full_report() -> dict:
         row["per_1000_answers"] = row["machine_seconds"] * 1000 / 3600 * 0.5
     cost["training"]["ft"]["cost"] = cost["training"]["ft"]["wall_seconds"] / 3600 * 0.5
     cost["training"]["ft"]["machine"] = {"kind": "cpu", "name": "Test CPU", "cores": 16, "peak_memory_mb": 2048.5}
-    cost["training"]["ft_rag"] = cost["training"]["ft"] | {"wall_seconds": 700.0, "cost": 700 / 3600 * 0.5}
+    cost["training"]["ft_rag"] = cost["training"]["ft"] | {
+        "adapter": "raft",
+        "wall_seconds": 700.0,
+        "cost": 700 / 3600 * 0.5,
+    }
     cost["index"]["cost"] = cost["index"]["seconds"] / 3600 * 0.5
-    report["training"]["ft_rag"] = copy.deepcopy(report["training"]["ft"]) | {
+    report["training"]["raft"] = copy.deepcopy(report["training"]["default"]) | {
+        "variants": ["ft_rag"],
         "outcome": "stopped early",
         "best_step": 40,
         "best_val_loss": 2.6,
@@ -440,7 +447,7 @@ def test_full_report_renders_preference_and_priced_costs(reports, rendered):
     kappa = report["hallucination"]["trust"]["kappa_vs_raters"]
     assert f"Cohen's kappa {kappa['value']:.3f} over {kappa['n']} answers" in md
     assert "rouge_l against stars: Spearman - over 4 answers: all judge scores are equal" in md
-    assert "CPU hour 0.50 USD" in md and "| ft | qa | 60 | 607 s (10.1 min) | cpu: Test CPU (16 cores" in md
+    assert "CPU hour 0.50 USD" in md and "| ft | default | qa | 60 | 607 s (10.1 min) | cpu: Test CPU (16 cores" in md
     assert f"{report['cost']['answers']['ft']['per_1000_answers']:,.2f} USD" in md
     assert "| type | numeric | 15 of 42 | ft_rag |" in md
     assert "| 33 | spike | train loss 9.1 \\| spiked lower the \\<b>learning rate\\</b> |" in md
@@ -519,8 +526,8 @@ def test_plot_count_and_no_plot_without_data(reports, rendered):
 
 def test_plots_are_labelled_small_and_have_unique_ids(reports, rendered):
     full = reports["full"]
-    svg = plots.training_plot(full, "ft_rag")
-    assert "Training of ft_rag (stopped early)" in svg and ">spike<" in svg and ">overfit<" in svg
+    svg = plots.training_plot(full, "raft")
+    assert "Training of raft (stopped early)" in svg and ">spike<" in svg and ">overfit<" in svg
     assert 'width="432pt" height="216pt"' in svg  # 6 x 3 inches
     assert "seconds per answer" in plots.latency_plot(full)
     assert "rating (Elo scale, 1000 = average)" in plots.bradley_terry_plot(full)

@@ -108,7 +108,9 @@ def test_a_failing_start_shows_the_cli_error_line(home, tiny_llama_folder):
     assert eval_job("demo", home).wait(120)
     status = eval_job("demo", home).status()
     assert status.state == "failed" and status.stored is None
-    assert status.error == "--variants: ft cannot answer here: no adapter: run `workbench finetune --name demo`"
+    assert (
+        status.error == "--variants: ft cannot answer here: no adapter 'default': run `workbench finetune --name demo`"
+    )
     progress = tab.on_refresh(None)[tab.progress]
     assert 'class="wb-failed"' in progress and "failed: --variants: ft cannot answer here: no adapter" in progress
     run_paths("demo", home).split("val").write_text("")  # a split without questions: said before anything starts

@@ -14,7 +14,7 @@ from pathlib import Path
 from workbench.config import Config, ConfigError, load_config
 from workbench.data.loaders import BadInputError
 from workbench.models import ModelNotAvailable
-from workbench.workspace import check_name, read_json, resolve_home
+from workbench.workspace import check_adapter_name, check_name, read_json, resolve_home
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
@@ -26,7 +26,8 @@ in a blind browser arena, and flags answers the sources do not support.
 Typical order:
   workbench prepare  --name NAME --corpus DOCS [--qa QA.jsonl]   clean, dedup, redact and split the corpus
   workbench index    --name NAME                                  build the retrieval index (RAG)
-  workbench finetune --name NAME                                  train a LoRA adapter
+  workbench finetune --name NAME [--adapter A]                    train a LoRA adapter
+  workbench sweep    --name NAME --grid lr=1e-4,3e-4 [--promote]  train and compare one adapter per setting
   workbench ask      --name NAME "QUESTION"                       answer with every variant, or
   workbench serve    --name NAME                                  chat with them in the browser
   workbench eval     --name NAME                                  answer the test questions with every variant
@@ -127,7 +128,13 @@ def _finetune(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
         summary = finetune(
-            args.name, load_config(args.config), args.home, max_steps=args.max_steps, resume=args.resume, stop=stop
+            args.name,
+            load_config(args.config),
+            args.home,
+            max_steps=args.max_steps,
+            resume=args.resume,
+            stop=stop,
+            adapter=args.adapter,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -137,12 +144,35 @@ def _finetune(args: argparse.Namespace) -> int:
         return 0
     forgetting = summary["forgetting"]
     print(
-        f"finetuned {args.name}: {summary['outcome']} after {summary['steps']} steps "
+        f"finetuned {args.name}, adapter {summary['adapter']}: {summary['outcome']} after {summary['steps']} steps "
         f"in {summary['train_seconds']:.0f} s; "
         f"best val loss {summary['best_val_loss']:.4f} at step {summary['best_step']}; "
         f"{summary['tokens_per_s']:.0f} tokens/s"
         + (f"; general-text perplexity {forgetting['change_pct']:+.1f}%" if forgetting else "")
     )
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from workbench.sweep import run_sweep, table_text
+
+    table = run_sweep(
+        args.name,
+        args.grid,
+        load_config(args.config),
+        args.home,
+        sample=args.random,
+        seed=args.seed,
+        recipe=args.recipe,
+        budget_steps=args.budget_steps,
+        promote=args.promote,
+        val_limit=args.val_limit,
+    )
+    print(table_text(table))
+    where = f"runs/{args.name}/sweeps/{table['id']}.json"
+    chosen = f"best: {table['best']} (compare them with `--variants ft:{table['best']},...` in eval or the arena)"
+    promoted = f"; ft now means {table['promoted']}" if table["promoted"] else "; `--promote` makes it what ft means"
+    print(f"{chosen}{promoted}. Table: {where}" + (f"; val eval {table['eval_id']}" if table["eval_id"] else ""))
     return 0
 
 
@@ -255,10 +285,11 @@ def _ask(args: argparse.Namespace) -> int:
 
     engine = Engine(load_config(args.config), args.name, args.home)
     requested = args.variants.split(",") if args.variants else engine.config.chat.variants
-    for name in requested:  # an unbuilt or broken adapter or index costs only the variants that need it
-        if name in engine.missing:
-            print(f"not answering with {name}: {engine.missing[name]}", file=sys.stderr)
-    variants = [name for name in requested if name not in engine.missing]  # the engine refuses unknown ones
+    unavailable = {name: engine.why_unavailable(name) for name in requested if not name.startswith("remote:")}
+    for name, why in unavailable.items():  # an unbuilt or broken adapter or index costs only the variants needing it
+        if why:
+            print(f"not answering with {name}: {why}", file=sys.stderr)
+    variants = [name for name in requested if not unavailable.get(name)]  # the engine refuses unknown remotes
     if not variants:
         raise VariantUnavailable(f"none of the variants {', '.join(requested)} can answer here (see above)")
     for name, answer in engine.answer(args.question, variants).items():
@@ -442,6 +473,13 @@ def _run_name(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _adapter_name(value: str) -> str:
+    try:
+        return check_adapter_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
@@ -493,16 +531,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = commands.add_parser("finetune", parents=[common], help="train a LoRA adapter on a prepared run")
     tune.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
+    tune.add_argument(
+        "--adapter",
+        type=_adapter_name,
+        help="train into runs/NAME/adapters/ADAPTER/ (default: `default`, or `raft` for the raft recipe); "
+        "it answers as the variant ft:ADAPTER",
+    )
     tune.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides the config)")
     tune.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     tune.add_argument("--stop-file", help="end cleanly after the current step once this file exists")
+
+    sweep = commands.add_parser(
+        "sweep", parents=[common], help="train an adapter per hyperparameter setting and compare them on val"
+    )
+    sweep.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="a finetune setting and its values (repeat for more; lr, r, alpha, dropout, batch, wd, warmup are "
+        "short for learning_rate, lora_r, lora_alpha, lora_dropout, batch_size, weight_decay, warmup_ratio)",
+    )
+    sweep.add_argument("--random", type=int, metavar="N", help="try N settings of the grid, drawn with --seed")
+    sweep.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    sweep.add_argument("--recipe", choices=["qa", "qa+docs", "paraphrase", "raft"], help="every trial's recipe")
+    sweep.add_argument("--budget-steps", type=int, metavar="S", help="at most S optimizer steps per trial")
+    sweep.add_argument("--val-limit", type=int, metavar="N", help="score the trials on the first N val questions")
+    sweep.add_argument("--promote", action="store_true", help="make the best trial what the variant ft means")
 
     evaluate = commands.add_parser(
         "eval", parents=[common], help="answer a held-out split with every variant, score and store the answers"
     )
     evaluate.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")
     evaluate.add_argument(
-        "--variants", help="comma-separated: base,prompt,ft,rag,ft_rag,remote:NAME (default: configured)"
+        "--variants",
+        help="comma-separated: base,prompt,ft,rag,ft_rag,ft:ADAPTER,ft_rag:ADAPTER,remote:NAME (default: configured)",
     )
     evaluate.add_argument("--split", default="test", help="test (default), val, or a QA file (.jsonl / .csv)")
     evaluate.add_argument("--limit", type=int, help="only the first N questions")
@@ -607,6 +671,7 @@ COMMANDS = {
     "prepare": _prepare,
     "synth": _synth,
     "finetune": _finetune,
+    "sweep": _sweep,
     "eval": _eval,
     "report": _report,
     "export": _export,

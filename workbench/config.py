@@ -6,6 +6,7 @@ default. The field docstrings double as help text (pydantic keeps them as descri
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PII_KINDS = ("email", "phone", "card", "iban", "national_id")
+_NAMED_ADAPTER = re.compile(r"^(ft|ft_rag):[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # ft:A, ft_rag:A
 
 
 class ConfigError(ValueError):
@@ -80,8 +82,8 @@ class FinetuneConfig(_Section):
     recipe: Literal["qa", "qa+docs", "paraphrase", "raft"] = "qa"
     """Training data: `qa` the train split's pairs; `qa+docs` plus corpus passages as continuation examples;
     `paraphrase` each pair also under every reworded question the QA file provides; `raft` each pair with retrieved
-    sources in the RAG prompt (the gold chunk among distractors), which trains the adapter of the fine-tuned + RAG
-    column into `runs/NAME/raft/` (needs the run's index)."""
+    sources in the RAG prompt (the gold chunk among distractors), which trains an adapter for the fine-tuned + RAG
+    column (`runs/NAME/adapters/raft/` unless `--adapter` names another; needs the run's index)."""
     raft_distractors: int = Field(2, ge=1)
     """RAFT: retrieved chunks from other documents shown with each question, next to the gold chunk."""
     raft_no_gold_share: float = Field(0.2, ge=0, le=1)
@@ -202,10 +204,11 @@ class ChatConfig(_Section):
     @model_validator(mode="after")
     def _known_variants(self) -> ChatConfig:
         known = {"base", "prompt", "ft", "rag", "ft_rag"} | {f"remote:{name}" for name in self.remotes}
-        unknown = [name for name in self.variants if name not in known]
+        unknown = [name for name in self.variants if name not in known and not _NAMED_ADAPTER.match(name)]
         if unknown:
             raise ValueError(
-                f"unknown variant(s) {unknown}: use base, prompt, ft, rag, ft_rag or remote:NAME from remotes"
+                f"unknown variant(s) {unknown}: use base, prompt, ft, ft:ADAPTER, rag, ft_rag, ft_rag:ADAPTER or "
+                "remote:NAME from remotes"
             )
         return self
 

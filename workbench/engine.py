@@ -34,8 +34,17 @@ from workbench.multi_lora import AdapterBank
 from workbench.packed_linear import pack_linears, packing_dtype
 from workbench.remote import RemoteChat
 from workbench.row_attention import ROW_ATTENTION
-from workbench.variants import BUILT_IN, Decoding, Variant, VariantUnavailable, conversation, variant
-from workbench.workspace import cached_file_sha256, index_paths, run_paths
+from workbench.runs import tuned_variants
+from workbench.variants import BUILT_IN, REMOTE_PREFIX, Decoding, Variant, VariantUnavailable, conversation, variant
+from workbench.workspace import (
+    DEFAULT_ADAPTER,
+    RAFT_ADAPTER,
+    adapter_aliases,
+    adapter_names,
+    cached_file_sha256,
+    index_paths,
+    run_paths,
+)
 
 ENGINE_THREADS = 1
 """Torch threads of every prefill and decoding step, whatever the machine's load. Two reasons, both measured on 2
@@ -107,32 +116,29 @@ class Engine:
 
     def __init__(self, config: Config | None = None, name: str | None = None, home: str | Path | None = None):
         config = config or Config()
-        self.config, self.name = config, name
+        self.config, self.name, self.home = config, name, home
         self.system_prompt = config.finetune.system_prompt
         self.model, self.tokenizer = fresh_causal_lm(config.model.base, config.model.device)
         self.model_id = f"{config.model.base}@{_short_hash(resolve(config.model.base).weights_file)}"
         run = name or "NAME"
-        folders = (
-            {"ft": run_paths(name, home).adapter, "ft_rag": run_paths(name, home, "ft_rag").adapter} if name else {}
+        # Every adapter of the run is attached, so any of them can take a column (`ft:A`); `ft` means the run's
+        # default adapter, `ft_rag` its raft-trained one when there is one, else the default shown the sources.
+        names = adapter_names(name, home) if name else []
+        self.bank = AdapterBank(  # a broken adapter costs only its variants
+            self.model, {a: run_paths(name, home, a).adapter for a in names}, strict=False
         )
-        adapters = {key: folder for key, folder in folders.items() if (folder / "adapter_config.json").is_file()}
-        self.bank = AdapterBank(self.model, adapters, strict=False)  # a broken adapter costs only its variants
-        finetune = f"`workbench finetune --name {run}`"
-        retrain = {"ft": finetune, "ft_rag": f"{finetune} with `finetune.recipe: raft`"}
-        adapter_problems = {
-            key: f"{why}; run {retrain[key]} to train it again" for key, why in self.bank.unusable.items()
+        self.aliases = adapter_aliases(name, home) if name else {"ft": DEFAULT_ADAPTER, "ft_rag": DEFAULT_ADAPTER}
+        self.adapter_ids = {
+            a: _short_hash(run_paths(name, home, a).adapter / "adapter_model.safetensors") for a in self.bank.names
         }
-        if "ft" not in adapters:
-            adapter_problems["ft"] = f"no adapter: run {finetune}"
-        self.adapter_ids = {key: _short_hash(adapters[key] / "adapter_model.safetensors") for key in self.bank.names}
+
+        self._adapter_problems = {a: self._adapter_problem(a) for a in {*names, *self.aliases.values()}}
         packed = packing_dtype(self.model, config.model.cpu_precision)
         self.precision = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         if packed is not None:
             pack_linears(self.model, packed)
             self.precision = f"{str(packed).removeprefix('torch.')} weights, oneDNN packed"
         self.precision += f", {DECODE_ROWS}-row decoding steps"  # the step shape is part of what fixes the answer
-        # Without its own RAFT-trained adapter (recipe `raft`), ft_rag is the ft adapter shown the sources.
-        self.adapter_for = {"ft": "ft", "ft_rag": "ft_rag" if "ft_rag" in adapters else "ft"}
         self.retriever, self.index_id, index_problem = None, None, None
         if name is None or not index_paths(name, home).manifest.is_file():
             index_problem = f"no index: run `workbench index --name {run}`"
@@ -157,10 +163,11 @@ class Engine:
         )
         needs = {
             "prompt": [no_examples],
-            "ft": [adapter_problems.get("ft")],
+            "ft": [self._adapter_problems[self.aliases["ft"]]],
             "rag": [index_problem],
-            "ft_rag": [adapter_problems.get(self.adapter_for["ft_rag"]), index_problem],
+            "ft_rag": [self._adapter_problems[self.aliases["ft_rag"]], index_problem],
         }
+        self.adapters, self._index_problem = names, index_problem
         # variant -> why it cannot answer here: its adapter or index was never built, or cannot be read
         self.missing: dict[str, str] = {
             v: " and ".join(filter(None, problems)) for v, problems in needs.items() if any(problems)
@@ -171,11 +178,18 @@ class Engine:
 
     def available(self) -> list[str]:
         """The configured variants (`chat.variants`) that can answer here, in their configured order."""
-        return [name for name in self.config.chat.variants if name not in self.missing]
+        return [n for n in self.config.chat.variants if n.startswith(REMOTE_PREFIX) or not self.why_unavailable(n)]
 
     def local_variants(self) -> list[str]:
-        """Every built-in variant this engine can serve, configured or not."""
-        return [name for name in BUILT_IN if name not in self.missing]
+        """Every local variant this engine can serve, configured or not: the built-in ones, then each of the run's
+        adapters by name (`ft:A`, `ft_rag:A`) where an alias does not already mean it."""
+        named = [v for v in tuned_variants(self.name, self.home) if ":" in v] if self.name else []
+        return [name for name in [*BUILT_IN, *named] if not self.why_unavailable(name)]
+
+    def adapter_of(self, name: str) -> str | None:
+        """The adapter variant `name` runs (None: none), with the aliases `ft` / `ft_rag` resolved."""
+        v = variant(name, self.config.chat)
+        return (v.adapter or self.aliases[v.name]) if v.tuned else None
 
     def stream(
         self,
@@ -270,12 +284,42 @@ class Engine:
         self._remote_answer(v, question, [], decoding, uuid.uuid4().hex, time.perf_counter(), events)
         return next(event.answer for event in _drain(events) if event.done)
 
+    def why_unavailable(self, name: str) -> str | None:
+        """Why local variant `name` cannot answer here (unknown, an adapter the run lacks, something unbuilt), or
+        None when it can."""
+        try:
+            v = variant(name, self.config.chat)
+        except VariantUnavailable as exc:
+            return str(exc)
+        if not v.adapter:
+            return self.missing.get(name)
+        if v.adapter not in self.adapters:
+            have = ", ".join(self.adapters) or "none yet"
+            return (
+                f"run {self.name} has no adapter {v.adapter!r} (its adapters: {have}); train it with "
+                f"`workbench finetune --name {self.name} --adapter {v.adapter}`"
+            )
+        problems = [self._adapter_problems[v.adapter], self._index_problem if v.retrieval else None]
+        return " and ".join(filter(None, problems)) or None
+
+    def _adapter_problem(self, adapter: str) -> str | None:
+        """Why adapter `adapter` cannot answer (never trained, or unreadable), with the command that trains it."""
+        run = self.name or "NAME"
+        train = {
+            DEFAULT_ADAPTER: f"`workbench finetune --name {run}`",
+            RAFT_ADAPTER: f"`workbench finetune --name {run}` with `finetune.recipe: raft`",
+        }.get(adapter, f"`workbench finetune --name {run} --adapter {adapter}`")
+        if adapter in self.bank.unusable:
+            return f"{self.bank.unusable[adapter]}; run {train} to train it again"
+        return None if adapter in self.bank.names else f"no adapter {adapter!r}: run {train}"
+
     def _chosen(self, variants: list[str] | None) -> list[Variant]:
-        chosen = [variant(n, self.config.chat) for n in (variants or self.available())]
-        for v in chosen:
-            if v.name in self.missing:
-                raise VariantUnavailable(f"variant {v.name} is not available: {self.missing[v.name]}")
-        return chosen
+        names = variants or self.available()
+        for name in names:
+            why = None if name.startswith(REMOTE_PREFIX) else self.why_unavailable(name)
+            if why:
+                raise VariantUnavailable(f"variant {name} is not available: {why}")
+        return [variant(n, self.config.chat) for n in names]
 
     def _sources(self, question: str, chosen: list[Variant]) -> list:
         """The chunks retrieved for `question`, once for every RAG variant of the turn."""
@@ -290,7 +334,7 @@ class Engine:
             self.system_prompt, history, question, [h.chunk for h in shown] if v.retrieval else None, examples
         )
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-        adapter = self.adapter_for.get(v.adapter) if v.adapter else None
+        adapter = (v.adapter or self.aliases[v.name]) if v.tuned else None
         return _Row(v, question, messages, ids, adapter, decoding, shown, turn_id)
 
     def _local_answers(

@@ -41,12 +41,13 @@ from workbench.train_data import (
 )
 from workbench.train_monitor import Event, Monitor
 from workbench.workspace import (
+    DEFAULT_ADAPTER,
+    RAFT_ADAPTER,
     RunPaths,
     cached_file_sha256,
     file_sha256,
     machine,
     package_versions,
-    read_json,
     replace_folder,
     run_paths,
     write_json_atomic,
@@ -183,8 +184,10 @@ def finetune(
     resume: bool = False,
     stop: threading.Event | None = None,
     progress: bool = True,
+    adapter: str | None = None,
 ) -> dict:
-    """Train (or resume) the LoRA adapter of run `name`; returns the manifest's `finetune` section.
+    """Train (or resume) adapter `adapter` of run `name` (default: `default`, or `raft` for the raft recipe) into
+    `runs/NAME/adapters/ADAPTER/`; returns what its manifest records.
 
     Started by `torchrun` or `accelerate launch`, the processes train one adapter data-parallel (`parallel`).
     """
@@ -192,7 +195,7 @@ def finetune(
     settings = config.finetune
     raft = settings.recipe == "raft"
     group = join()  # before anything lands on a GPU: each process takes its own
-    paths = run_paths(name, home, "ft_rag" if raft else "ft")
+    paths = run_paths(name, home, adapter or (RAFT_ADAPTER if raft else DEFAULT_ADAPTER))
     if not paths.split("train").exists():
         raise BadInputError(
             f"{paths.root}: no prepared data; run `workbench prepare --name {name} --corpus PATH --qa PATH` first"
@@ -327,6 +330,7 @@ def finetune(
         _forgetting_probe(model, tokenizer, paths.adapter, settings, log, state["step"]) if group.main else None
     )
     summary = {
+        "adapter": paths.adapter_name,
         "base_model": config.model.base,
         "base_model_sha256": _weights_hash(config.model.base),
         "recipe": settings.recipe,
@@ -353,9 +357,7 @@ def finetune(
         "versions": package_versions("torch", "transformers", "peft") | {"workbench": __version__},
     }
     if group.main:
-        manifest = read_json(paths.manifest) if paths.manifest.exists() else {"name": name}
-        manifest["finetune_rag" if raft else "finetune"] = summary
-        write_json_atomic(paths.manifest, manifest)
+        write_json_atomic(paths.adapter_manifest, summary)
     return summary
 
 

@@ -25,7 +25,15 @@ from workbench.config import Config
 from workbench.data.loaders import BadInputError
 from workbench.judge.facts import extract_facts
 from workbench.records import read_split
-from workbench.workspace import index_paths, read_json, read_jsonl, run_paths, write_json_atomic, write_jsonl_atomic
+from workbench.workspace import (
+    default_adapter,
+    index_paths,
+    read_json,
+    read_jsonl,
+    run_paths,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 
 OUTCOMES = ("new", "old", "both", "neither")
 
@@ -151,13 +159,14 @@ def probe_freshness(
         for e, turn in zip(edits, turns)
         for v in chosen
     ]
-    manifest = read_json(paths.manifest) if paths.manifest.is_file() else {}
+    trained = run_paths(name, home, default_adapter(name, home)).adapter_manifest
+    manifest = read_json(trained) if trained.is_file() else {}
     result = {
         "name": name,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "facts": len(edits),
         "index_update_s": round(index_seconds, 2),
-        "retrain_s": (manifest.get("finetune") or {}).get("wall_seconds"),
+        "retrain_s": manifest.get("wall_seconds"),
         "variants": {
             v: {
                 o: round(sum(a["outcome"] == o for a in answers if a["variant"] == v) / len(edits), 3) for o in OUTCOMES

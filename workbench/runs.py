@@ -1,7 +1,7 @@
 """Every run of a workspace and how far it has come: prepared, indexed, trained, evaluated.
 
 Read from what each step leaves behind: `prepare` a quality report and documents in `runs/NAME/`, `index` a manifest
-in `indexes/NAME/`, `finetune` an adapter (`ft`, or the RAFT-trained `ft_rag`) in the run folder, and `eval` answers
+in `indexes/NAME/`, `finetune` an adapter in `runs/NAME/adapters/`, and `eval` answers
 stored under one of the run's evals. Nothing is loaded: listing runs is cheap enough for every page load.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.workspace import check_name, index_paths, resolve_home, run_paths
+from workbench.workspace import adapter_aliases, adapter_names, check_name, index_paths, resolve_home, run_paths
 
 STEPS = ("prepared", "indexed", "trained", "evaluated")
 
@@ -44,6 +44,15 @@ def has_questions(name: str, split: str, home: str | Path | None = None) -> bool
     return path.is_file() and any(e.is_question for e in read_split(path))
 
 
+def tuned_variants(name: str, home: str | Path | None = None, indexed: bool = True) -> list[str]:
+    """The fine-tuned variants run `name`'s trained adapters give: `ft` and (when `indexed`) `ft_rag` if the
+    adapters they mean are trained, then each other adapter by name (`ft:A`, `ft_rag:A`)."""
+    trained, aliases = adapter_names(name, home), adapter_aliases(name, home)
+    kinds = ("ft", "ft_rag") if indexed else ("ft",)
+    built_in = [kind for kind in kinds if aliases[kind] in trained]
+    return built_in + [f"{kind}:{a}" for a in trained for kind in kinds if aliases[kind] != a]
+
+
 def is_prepared(name: str, home: str | Path | None = None) -> bool:
     """Whether run `name` has prepared documents and a quality report (a valid name, too)."""
     try:
@@ -65,10 +74,7 @@ def run_states(home: str | Path | None = None, store=None) -> list[RunState]:
         RunState(
             name,
             indexed=index_paths(name, home).manifest.is_file(),
-            trained=any(
-                (run_paths(name, home, adapter).adapter / "adapter_config.json").is_file()
-                for adapter in ("ft", "ft_rag")
-            ),
+            trained=bool(adapter_names(name, home)),
             evaluated=name in evaluated,
         )
         for name in names

@@ -124,10 +124,10 @@ class ArenaSession:
         variants = list(dict.fromkeys(variants))
         if not MIN_VARIANTS <= len(variants) <= MAX_VARIANTS:
             raise ArenaError(f"choose {MIN_VARIANTS} to {MAX_VARIANTS} variants to compare, got {len(variants)}")
-        unavailable = [v for v in variants if v not in engine.local_variants() and not v.startswith("remote:")]
+        unavailable = [v for v in variants if not v.startswith(REMOTE_PREFIX) and engine.why_unavailable(v)]
         if unavailable:
             have = ", ".join(engine.local_variants())
-            why = "; ".join(f"{v}: {engine.missing.get(v, 'unknown variant')}" for v in unavailable)
+            why = "; ".join(f"{v}: {engine.why_unavailable(v)}" for v in unavailable)
             raise ArenaError(f"variant(s) {', '.join(unavailable)} cannot answer here ({why}); available: {have}")
         self.engine, self.store, self.run, self.rater = engine, store, run, rater
         self.variants = variants
@@ -352,7 +352,7 @@ class Arena:
                         self.name,
                         config=self.config.model_dump(mode="json"),
                         model_id=engine.model_id,
-                        adapter_id=engine.adapter_ids.get("ft"),
+                        adapter_id=engine.adapter_ids.get(engine.aliases["ft"]),
                         index_id=engine.index_id,
                     )
                 self.detector, self.detector_problem = configured_detector(self.config, engine.retriever)
@@ -382,8 +382,12 @@ class Arena:
 
     def unavailable(self) -> dict[str, str]:
         """The configured variants that cannot answer here, each with why (an adapter or index missing or broken)."""
-        missing = self.engine.missing if self.name else {}
-        return {v: missing[v] for v in self.config.chat.variants if v in missing}
+        if not self.name:
+            return {}
+        found = {
+            v: self.engine.why_unavailable(v) for v in self.config.chat.variants if not v.startswith(REMOTE_PREFIX)
+        }
+        return {v: why for v, why in found.items() if why}
 
     def defaults(self) -> list[str]:
         """The configured variants that can answer here (at most four)."""

@@ -31,7 +31,16 @@ from workbench.config import Config
 from workbench.finetune import planned_steps
 from workbench.records import read_split
 from workbench.train_data import recipe_conversations
-from workbench.workspace import read_events, read_json, read_metrics, resolve_home, run_paths, write_text_atomic
+from workbench.workspace import (
+    DEFAULT_ADAPTER,
+    RAFT_ADAPTER,
+    read_events,
+    read_json,
+    read_metrics,
+    resolve_home,
+    run_paths,
+    write_text_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +67,12 @@ class JobStatus:
     """The `finetune` section of the run's manifest, once the run has ended without failing."""
     train_s: float | None = None
     """Seconds the training loop has run up to `step` (model loading left out): what an ETA extrapolates."""
+    adapter: str = DEFAULT_ADAPTER
+    """The adapter this job trains (`runs/NAME/adapters/ADAPTER/`)."""
 
     @property
     def has_adapter(self) -> bool:
-        """A finished or stopped run has written its best adapter to `runs/NAME/adapter/`."""
+        """A finished or stopped run has written its best adapter to `runs/NAME/adapters/ADAPTER/adapter/`."""
         return self.state in ("finished", "stopped")
 
 
@@ -88,17 +99,20 @@ class TrainingJob:
         with self._lock:
             self._hooks.append(hook)
 
-    def start(self, config: Config, max_steps: int | None = None, resume: bool | None = None) -> None:
-        """Start training in the background (`resume` None: from the last checkpoint when there is one); raises
-        `JobRunning` while this run is already training."""
+    def start(
+        self, config: Config, max_steps: int | None = None, resume: bool | None = None, adapter: str | None = None
+    ) -> None:
+        """Start training adapter `adapter` in the background (default: `default`, or `raft` for the raft recipe;
+        `resume` None: from its last checkpoint when there is one); raises `JobRunning` while this run is already
+        training."""
         with self._lock:
             if self._state == "running":
                 raise JobRunning(
                     f"run {self.name!r} is already training (started {time.perf_counter() - self._started:.0f} s ago); "
                     "cancel it or wait for it to end before starting again"
                 )
-            # The raft recipe trains the ft_rag adapter, with its own checkpoint and curves.
-            self.paths = run_paths(self.name, self.home, "ft_rag" if config.finetune.recipe == "raft" else "ft")
+            default = RAFT_ADAPTER if config.finetune.recipe == "raft" else DEFAULT_ADAPTER
+            self.paths = run_paths(self.name, self.home, adapter or default)
             if resume is None:
                 resume = (self.paths.checkpoint / "state.pt").exists() and self._summary_on_disk() is None
             self._state, self._error, self._summary = "running", None, None
@@ -116,14 +130,14 @@ class TrainingJob:
         config_file, self.log_file = jobs / f"{self.name}.yaml", jobs / f"{self.name}.log"
         self._stop_file = jobs / f"{self.name}.stop"
         self._stop_file.unlink(missing_ok=True)
-        command = ["finetune", "--name", self.name, "--home", str(self.home), "--stop-file", str(self._stop_file)]
+        command = ["finetune", "--name", self.name, "--adapter", self.paths.adapter_name, "--home", str(self.home)]
+        command += ["--stop-file", str(self._stop_file)]
         command += (["--max-steps", str(max_steps)] if max_steps is not None else []) + (["--resume"] * resume)
         return start_cli(command, config, config_file, self.log_file)
 
     def _summary_on_disk(self) -> dict | None:
-        """The manifest's section for this job's adapter: written when a run ends, absent while none has."""
-        manifest = read_json(self.paths.manifest) if self.paths.manifest.exists() else {}
-        return manifest.get("finetune_rag" if self.paths.adapter.parent.name == "ft_rag" else "finetune")
+        """This job's adapter's manifest: written when a run ends, absent while none has."""
+        return read_json(self.paths.adapter_manifest) if self.paths.adapter_manifest.is_file() else None
 
     def _planned_total(self, config: Config, max_steps: int | None) -> int | None:
         """The step count the run aims for, computed as `finetune` does; None when the run has no data yet."""
@@ -170,6 +184,7 @@ class TrainingJob:
             error,
             summary,
             rows[-1].get("elapsed_s") if rows else None,
+            self.paths.adapter_name,
         )
 
     def curves(self) -> list[dict]:
@@ -256,8 +271,7 @@ def training_job(name: str, home: str | Path | None = None) -> TrainingJob:
 def train_in_background(name: str, config: Config, home: str | Path | None = None) -> TrainingJob:
     """Start training run `name` unless it has ended before (resuming an interrupted one); for `workbench demo`."""
     job = training_job(name, home)
-    manifest = read_json(job.paths.manifest) if job.paths.manifest.exists() else {}
-    if "finetune" not in manifest and job.status().state != "running":
+    if not job.paths.adapter_manifest.is_file() and job.status().state != "running":
         job.start(config)
     return job
 

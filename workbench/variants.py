@@ -1,6 +1,6 @@
 """Variants: what differs between the columns of a comparison, and the one prompt template they share.
 
-A variant is a name, whether the fine-tuned adapter is on, whether retrieved sources are shown, whether training
+A variant is a name, which fine-tuned adapter is on (if any), whether retrieved sources are shown, whether training
 examples are shown (`prompt`), and the decoding settings. Everything else (base weights, chat template, system
 prompt, decoding, seed) is shared, so a difference between two columns can only come from the adapter, the sources
 or the examples. The RAG prompt adds a numbered sources block in front of the question and nothing else; without
@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 from workbench.config import ChatConfig
 from workbench.data.loaders import BadInputError
+from workbench.workspace import check_adapter_name
 
 REMOTE_PREFIX = "remote:"
 
@@ -51,10 +52,12 @@ class Decoding:
 
 @dataclass(frozen=True)
 class Variant:
-    """One column: `adapter` names a loaded LoRA adapter (None: base weights); `examples`: shown training pairs
-    (`workbench.fewshot`); `remote` names a configured endpoint."""
+    """One column: `tuned` runs a fine-tuned adapter, the one named `adapter` (`ft:A`, `ft_rag:A`) or, for the
+    `ft` / `ft_rag` aliases (`adapter` None), the run's default (`Engine.adapter_of`); `retrieval` shows retrieved
+    sources; `examples` shows training pairs (`workbench.fewshot`); `remote` names a configured endpoint."""
 
     name: str
+    tuned: bool = False
     adapter: str | None = None
     retrieval: bool = False
     remote: str | None = None
@@ -64,23 +67,41 @@ class Variant:
 BUILT_IN = {
     "base": Variant("base"),
     "prompt": Variant("prompt", examples=True),
-    "ft": Variant("ft", adapter="ft"),
+    "ft": Variant("ft", tuned=True),
     "rag": Variant("rag", retrieval=True),
-    "ft_rag": Variant("ft_rag", adapter="ft_rag", retrieval=True),
+    "ft_rag": Variant("ft_rag", tuned=True, retrieval=True),
 }
+CHOICES = "base, prompt, ft, ft:ADAPTER, rag, ft_rag, ft_rag:ADAPTER or remote:NAME"
 
 
 def variant(name: str, chat: ChatConfig) -> Variant:
     """The variant called `name`; a clear error lists the choices for an unknown one."""
     if name in BUILT_IN:
         return BUILT_IN[name]
+    kind, _, adapter = name.partition(":")
+    if kind in ("ft", "ft_rag") and adapter:
+        try:
+            check_adapter_name(adapter)
+        except ValueError as exc:
+            raise VariantUnavailable(f"variant {name!r}: {exc}") from None
+        return Variant(name, tuned=True, adapter=adapter, retrieval=kind == "ft_rag")
     if name.startswith(REMOTE_PREFIX):
         remote = name.removeprefix(REMOTE_PREFIX)
         if remote not in chat.remotes:
             configured = ", ".join(REMOTE_PREFIX + r for r in chat.remotes) or "none configured"
             raise VariantUnavailable(f"unknown remote variant {name!r}: add it under chat.remotes ({configured})")
         return Variant(name, remote=remote)
-    raise VariantUnavailable(f"unknown variant {name!r}; choose from {', '.join(BUILT_IN)} or remote:NAME")
+    raise VariantUnavailable(f"unknown variant {name!r}; choose from {CHOICES}")
+
+
+def is_tuned(name: str) -> bool:
+    """Whether variant `name` answers with a fine-tuned adapter (`ft`, `ft_rag`, `ft:A`, `ft_rag:A`)."""
+    return name.partition(":")[0] in ("ft", "ft_rag")
+
+
+def uses_retrieval(name: str) -> bool:
+    """Whether variant `name` is shown retrieved sources (`rag`, `ft_rag`, `ft_rag:A`)."""
+    return name.partition(":")[0] in ("rag", "ft_rag")
 
 
 SOURCES_INSTRUCTION = (

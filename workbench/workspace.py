@@ -40,13 +40,18 @@ def check_name(name: str) -> str:
     return name
 
 
+DEFAULT_ADAPTER = "default"
+"""The adapter `finetune` trains without `--adapter` (any recipe but raft), and the one `ft` means until another is
+promoted."""
+RAFT_ADAPTER = "raft"
+"""The adapter the raft recipe trains without `--adapter`; `ft_rag` means it when the run has one."""
+
+
 @dataclass(frozen=True)
 class RunPaths:
-    """The files of one run folder, `HOME/runs/NAME/`; `training` holds one adapter's training outputs.
-
-    The `ft` adapter trains into the run folder itself; the RAFT-trained `ft_rag` adapter into `raft/` inside it,
-    so the two runs' adapters, checkpoints and curves never overwrite each other.
-    """
+    """The files of one run folder, `HOME/runs/NAME/`; `training` is one adapter's folder,
+    `runs/NAME/adapters/ADAPTER/`, holding its PEFT files (`adapter/`), checkpoint, curves, events and manifest, so
+    adapters never overwrite each other's files."""
 
     root: Path
     training: Path | None = None
@@ -75,26 +80,111 @@ class RunPaths:
         return self.root / "manifest.json"
 
     @property
+    def adapters(self) -> Path:
+        return self.root / "adapters"
+
+    @property
+    def adapter_name(self) -> str:
+        return self._training.name
+
+    @property
     def adapter(self) -> Path:
-        return (self.training or self.root) / "adapter"
+        """The PEFT folder (`adapter_config.json`, `adapter_model.safetensors`): what PEFT and vLLM load."""
+        return self._training / "adapter"
 
     @property
     def checkpoint(self) -> Path:
-        return (self.training or self.root) / "checkpoint"
+        return self._training / "checkpoint"
 
     @property
     def metrics(self) -> Path:
-        return (self.training or self.root) / "metrics.csv"
+        return self._training / "metrics.csv"
 
     @property
     def events(self) -> Path:
-        return (self.training or self.root) / "events.jsonl"
+        return self._training / "events.jsonl"
+
+    @property
+    def adapter_manifest(self) -> Path:
+        """The adapter's own manifest: recipe, hyperparameters, data hashes, timings, versions."""
+        return self._training / "manifest.json"
+
+    @property
+    def _training(self) -> Path:
+        return self.training or self.adapters / DEFAULT_ADAPTER
 
 
-def run_paths(name: str, home: str | Path | None = None, adapter: str = "ft") -> RunPaths:
-    """Run `name`'s files, with the training outputs of its `ft` or `ft_rag` adapter."""
+def run_paths(name: str, home: str | Path | None = None, adapter: str = DEFAULT_ADAPTER) -> RunPaths:
+    """Run `name`'s files, with adapter `adapter`'s folder. A run folder from before named adapters (`adapter/`,
+    `checkpoint/`, curves at the top, `raft/`) is moved to `adapters/default/` and `adapters/raft/` first."""
     root = resolve_home(home) / "runs" / check_name(name)
-    return RunPaths(root, root / "raft" if adapter == "ft_rag" else None)
+    _migrate_adapters(root)
+    return RunPaths(root, root / "adapters" / check_adapter_name(adapter))
+
+
+def check_adapter_name(adapter: str) -> str:
+    if not _NAME.match(adapter or ""):
+        raise ValueError(
+            f"invalid adapter name {adapter!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or "
+            "digit"
+        )
+    return adapter
+
+
+def adapter_names(name: str, home: str | Path | None = None) -> list[str]:
+    """The adapters of run `name` that training has written (best weights saved), by name."""
+    folder = run_paths(name, home).adapters
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / "adapter" / "adapter_config.json").is_file())
+
+
+def default_adapter(name: str, home: str | Path | None = None) -> str:
+    """The adapter variant `ft` means: the one promoted last (`sweep --promote`), else `default`."""
+    paths = run_paths(name, home)
+    promoted = read_json(paths.manifest).get("default_adapter") if paths.manifest.is_file() else None
+    return promoted or DEFAULT_ADAPTER
+
+
+def adapter_aliases(name: str, home: str | Path | None = None) -> dict[str, str]:
+    """The adapters the variants `ft` and `ft_rag` answer with: `ft` the default adapter; `ft_rag` the raft-trained
+    one when the run has it, else the default one shown the sources."""
+    default = default_adapter(name, home)
+    return {"ft": default, "ft_rag": RAFT_ADAPTER if RAFT_ADAPTER in adapter_names(name, home) else default}
+
+
+_OLD_LAYOUT = ("adapter", "checkpoint", "metrics.csv", "events.jsonl")
+
+
+def _migrate_adapters(root: Path) -> None:
+    """Move a run's adapters from the layout before named adapters: the `ft` adapter's files from the run folder to
+    `adapters/default/`, the raft adapter's `raft/` to `adapters/raft/`, and their manifest sections (`finetune`,
+    `finetune_rag`) into each adapter's own manifest. Each adapter moves in one rename, so a reader sees it whole."""
+    raft = root / "raft"
+    moves = [
+        (DEFAULT_ADAPTER, "finetune", [root / part for part in _OLD_LAYOUT if (root / part).exists()]),
+        (RAFT_ADAPTER, "finetune_rag", list(raft.iterdir()) if raft.is_dir() else []),
+    ]
+    if not any(sources for _, _, sources in moves):
+        return
+    manifest_file = root / "manifest.json"
+    manifest = read_json(manifest_file) if manifest_file.is_file() else {}
+    for adapter, section, sources in moves:
+        target = root / "adapters" / adapter
+        if not sources or target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{adapter}.", dir=target.parent))
+        if section in manifest:
+            write_json_atomic(staging / "manifest.json", manifest[section] | {"adapter": adapter})
+        for part in sources:
+            os.replace(part, staging / part.name)
+        os.replace(staging, target)
+        if section in manifest:
+            del manifest[section]
+            write_json_atomic(manifest_file, manifest)
+    if raft.is_dir() and not any(raft.iterdir()):
+        raft.rmdir()
 
 
 @dataclass(frozen=True)

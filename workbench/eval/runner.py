@@ -27,7 +27,7 @@ from workbench.config import Config
 from workbench.data.loaders import BadInputError, load_qa
 from workbench.records import read_split
 from workbench.scoring import ScoreItem, Scorer, configured_detector
-from workbench.variants import REMOTE_PREFIX
+from workbench.variants import REMOTE_PREFIX, is_tuned, uses_retrieval
 from workbench.workspace import machine, resolve_home, run_paths
 
 NAMED_SPLITS = ("test", "val")
@@ -163,8 +163,8 @@ def plan_eval(
             }
         ),
         "model_id": engine.model_id,
-        "adapter_ids": {v: engine.adapter_ids.get(engine.adapter_for[v]) for v in variants if v in engine.adapter_for},
-        "index_id": engine.index_id if any(v in ("rag", "ft_rag") for v in variants) else None,
+        "adapter_ids": {v: engine.adapter_ids.get(engine.adapter_of(v)) for v in variants if is_tuned(v)},
+        "index_id": engine.index_id if any(uses_retrieval(v) for v in variants) else None,
     }
     split_label = split if split in NAMED_SPLITS else str(Path(split).resolve())
     eval_id = eval_id or _default_id(split, variants, setup)
@@ -374,14 +374,12 @@ def gold_rank(shown_doc_ids: list[str], gold_doc_ids) -> int | None:
 
 
 def _check_variants(engine, config: Config, variants: list[str]) -> None:
-    local = engine.local_variants()
     for v in variants:
         if v.startswith(REMOTE_PREFIX):
             if v[len(REMOTE_PREFIX) :] not in config.chat.remotes:
                 known = ", ".join(REMOTE_PREFIX + r for r in config.chat.remotes) or "none configured in chat.remotes"
                 raise EvalError(f"--variants: {v} is not a configured endpoint ({known})")
-        elif v not in local:
-            why = engine.missing.get(v, "unknown variant; use base, prompt, ft, rag, ft_rag or remote:NAME")
+        elif why := engine.why_unavailable(v):
             raise EvalError(f"--variants: {v} cannot answer here: {why}")
 
 

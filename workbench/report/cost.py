@@ -35,10 +35,12 @@ def cost_section(rows) -> dict:
         "break_even": [],
         "eval_machine": eval_machine,
     }
-    for variant, adapter in rows.adapters.items():
+    for variant, name in rows.adapter_of.items():
+        adapter = rows.adapters[name]
         m = adapter["manifest"]
         machine = m.get("machine")
         section["training"][variant] = {
+            "adapter": name,
             "recipe": m.get("recipe"),
             "wall_seconds": m.get("wall_seconds"),
             "steps": m.get("steps"),
@@ -141,12 +143,13 @@ def _break_even(section: dict) -> list[dict]:
 
 
 def training_section(rows) -> dict:
-    """Per adapter: its loss curves, events (best checkpoints, spikes, overfitting, early stop), outcome, and the
-    forgetting probe (general-text perplexity before and after)."""
+    """Per adapter: the variants that answer with it, its loss curves, events (best checkpoints, spikes,
+    overfitting, early stop), outcome, and the forgetting probe (general-text perplexity before and after)."""
     out = {}
-    for variant, adapter in rows.adapters.items():
+    for name, adapter in rows.adapters.items():
         m = adapter["manifest"]
-        out[variant] = {
+        out[name] = {
+            "variants": [v for v, a in rows.adapter_of.items() if a == name],
             "recipe": m.get("recipe"),
             "outcome": m.get("outcome"),
             "steps": m.get("steps"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 from workbench.report.formats import number, plural
 from workbench.report.quality import compare_family, groupings, table
 from workbench.report.stats import items_needed
+from workbench.variants import is_tuned
 
 
 def decide(rows, preference: dict, hallucination: dict, cost: dict, by=()) -> dict:
@@ -190,7 +191,7 @@ def _reasons(d: dict, rows, preference: dict, hallucination: dict, cost: dict) -
             f"{leader} answers in {answer['latency_s']['p50']:.2f} s (median), "
             f"{answer['tokens_in'] or 0:.0f} tokens in, {answer['tokens_out'] or 0:.0f} out{money}"
         )
-    training = cost.get("training", {}).get(leader) if leader in ("ft", "ft_rag") else None
+    training = cost.get("training", {}).get(leader) if is_tuned(leader) else None
     if training and training["wall_seconds"]:
         reasons.append(f"{leader}'s adapter took {training['wall_seconds'] / 60:.1f} minutes to train, once")
     return reasons

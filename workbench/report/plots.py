@@ -22,6 +22,8 @@ import matplotlib
 import matplotlib.style
 from matplotlib.figure import Figure
 
+from workbench.variants import is_tuned, uses_retrieval
+
 WIDTH, HEIGHT = 6.0, 3.0
 """Figure size in inches."""
 
@@ -325,18 +327,17 @@ def cost_lines(cost: dict) -> list[dict]:
     """Per variant `{variant, one_off, per_answer, unit}`: the cumulative cost line of `cost_volume_plot`.
 
     Money (unit: the currency) when every variant's answers and one-off costs are priced; otherwise machine
-    seconds, where remote variants (no machine time) are left out. ft_rag without an adapter of its own uses
-    ft's (the eval serves it with the same adapter)."""
+    seconds, where remote variants (no machine time) are left out."""
     answers, training, index = cost.get("answers") or {}, cost.get("training") or {}, cost.get("index") or {}
 
     def one_off(variant: str, field: str, index_field: str) -> float | None:
         total = 0.0
-        if variant in ("ft", "ft_rag"):
-            adapter = training.get(variant) or training.get("ft") or {}
+        if is_tuned(variant):
+            adapter = training.get(variant) or {}
             if adapter.get(field) is None:
                 return None
             total += adapter[field]
-        if variant in ("rag", "ft_rag"):
+        if uses_retrieval(variant):
             if index.get(index_field) is None:
                 return None
             total += index[index_field]

@@ -14,6 +14,7 @@ from collections import defaultdict
 from workbench.report.rows import ReportError, ReportRows
 from workbench.report.stats import holm, mean_interval, paired_difference
 from workbench.report.summary import WRONG_BELOW, eval_figures
+from workbench.variants import is_tuned, uses_retrieval
 
 KNOWLEDGE_JUDGE = "key_facts"
 """Knowledge is key-fact recall on answerable questions (the decision metric when an eval has no key-fact scores)."""
@@ -51,7 +52,8 @@ def compare_family(scores: dict[str, dict[str, float]], pairs, confidence: float
 
 def comparisons_to_make(variants: list[str], means: dict[str, float | None], asked=()) -> list[tuple[str, str, str]]:
     """(a, b, why): each variant against base, ft against prompt and against rag, ft_rag against the better of ft
-    and rag, and the pairs asked for, each pair once."""
+    and rag, fine-tuned variants of one kind against each other (`ft` and `ft:A`, `ft_rag` and `ft_rag:A`), and the
+    pairs asked for, each pair once."""
     out: list[tuple[str, str, str]] = []
     present = set(variants)
     if "base" in present:
@@ -64,6 +66,13 @@ def comparisons_to_make(variants: list[str], means: dict[str, float | None], ask
     if "ft_rag" in present and singles:
         best = max(singles, key=lambda v: means[v])
         out.append(("ft_rag", best, "both against the better single option"))
+    tuned = [v for v in variants if is_tuned(v)]
+    out += [  # adapters of one kind (with or without sources) against each other: recipes, sweep trials
+        (a, b, "one adapter against another")
+        for i, a in enumerate(tuned)
+        for b in tuned[i + 1 :]
+        if uses_retrieval(a) == uses_retrieval(b)
+    ]
     for a, b in asked:
         unknown = [v for v in (a, b) if v not in present]
         if unknown:

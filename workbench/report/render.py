@@ -710,6 +710,7 @@ def _cost(report: dict) -> list[Block]:
         blocks.append(
             Table(
                 [
+                    "variant",
                     "adapter",
                     "recipe",
                     "steps",
@@ -722,6 +723,7 @@ def _cost(report: dict) -> list[Block]:
                 [
                     [
                         v,
+                        t.get("adapter") or "-",
                         t.get("recipe") or "-",
                         _count(t.get("steps")),
                         _duration(t.get("wall_seconds")),
@@ -827,8 +829,9 @@ def _training(report: dict) -> list[Block]:
     blocks: list[Block] = []
     for adapter, t in training.items():
         forgetting = t.get("forgetting") or {}
-        blocks.append(Heading(3, adapter))
+        blocks.append(Heading(3, f"adapter {adapter}"))
         rows = [
+            ["answers as", ", ".join(t.get("variants") or []) or "-"],
             ["outcome", t.get("outcome") or "-"],
             ["recipe", t.get("recipe") or "-"],
             ["steps", _count(t.get("steps"))],

@@ -15,7 +15,17 @@ from workbench.eval.runner import Question, load_questions
 from workbench.freshness import freshness_file
 from workbench.report.blind import revealed_arena_rows
 from workbench.store import Store
-from workbench.workspace import index_paths, read_events, read_json, read_metrics, resolve_home, run_paths
+from workbench.variants import is_tuned
+from workbench.workspace import (
+    adapter_aliases,
+    adapter_names,
+    index_paths,
+    read_events,
+    read_json,
+    read_metrics,
+    resolve_home,
+    run_paths,
+)
 
 
 class ReportError(BadInputError):
@@ -42,6 +52,9 @@ class ReportRows:
     index: dict | None = None
     index_bytes: int | None = None
     adapters: dict[str, dict] = field(default_factory=dict)
+    """Per adapter name: its manifest, size, curves and events."""
+    adapter_of: dict[str, str] = field(default_factory=dict)
+    """Per fine-tuned variant of the report: the adapter it answers with (`ft` / `ft_rag` resolved)."""
     freshness: dict | None = None
     """The run's latest `workbench probe-freshness` result, when there is one."""
     notes: list[str] = field(default_factory=list)
@@ -125,16 +138,22 @@ def _read_workspace(rows: ReportRows, name: str, home: Path) -> None:
     paths = run_paths(name, home)
     if paths.manifest.is_file():
         rows.manifest = read_json(paths.manifest)
-    for variant, section in (("ft", "finetune"), ("ft_rag", "finetune_rag")):
-        if section not in rows.manifest:
+    trained, aliases = adapter_names(name, home), adapter_aliases(name, home)
+    for variant in [v for v in rows.variants if is_tuned(v)] if rows.eval else ["ft", "ft_rag"]:
+        adapter = aliases.get(variant) or variant.partition(":")[2]
+        training = run_paths(name, home, adapter)
+        if adapter not in trained or not training.adapter_manifest.is_file():
             continue
-        training = run_paths(name, home, variant)
-        rows.adapters[variant] = {
-            "manifest": rows.manifest[section],
-            "bytes": _folder_bytes(training.adapter),
-            "curve": read_metrics(training.metrics),
-            "events": read_events(training.events),
-        }
+        rows.adapter_of[variant] = adapter
+        rows.adapters.setdefault(
+            adapter,
+            {
+                "manifest": read_json(training.adapter_manifest),
+                "bytes": _folder_bytes(training.adapter),
+                "curve": read_metrics(training.metrics),
+                "events": read_events(training.events),
+            },
+        )
     index = index_paths(name, home)
     if index.manifest.is_file():
         rows.index = read_json(index.manifest)

@@ -21,8 +21,8 @@ from workbench.training_job import JobRunning, JobStatus, TrainingJob
 from workbench.ui.access import Access
 from workbench.ui.memory import release_freed_memory
 from workbench.ui.render import CSS, column_html, esc, legend_html, reveal_html
+from workbench.variants import is_tuned
 
-ADAPTER_VARIANTS = ("ft", "ft_rag")
 STARS = ["1", "2", "3", "4", "5"]
 """Star choices as text: Gradio's API schema calls a Radio's value a string whatever its choices are."""
 
@@ -173,7 +173,7 @@ class ArenaTab:
             note += f" Claims are not checked: {self.arena.detector_problem}."
         training = self.job is not None and self.job.status().state == "running"
         for variant, why in self.arena.unavailable().items():
-            if not (training and variant in ADAPTER_VARIANTS):  # the training line says when they join
+            if not (training and is_tuned(variant)):  # the training line says when they join
                 note += f"\n\n{variant} cannot answer: {why}"
         out = {self.rater: rater, self.variants: gr.update(choices=choices, value=chosen), self.offered: choices}
         out[self.seen] = version

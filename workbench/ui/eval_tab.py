@@ -26,11 +26,11 @@ from workbench.config import Config
 from workbench.eval.job import EvalJob, EvalRequest, EvalRunning, EvalStatus, eval_job
 from workbench.fewshot import training_pairs
 from workbench.report.summary import eval_figures
-from workbench.runs import has_questions
+from workbench.runs import has_questions, tuned_variants
 from workbench.ui.access import Access
 from workbench.ui.render import CSS, esc
 from workbench.variants import REMOTE_PREFIX
-from workbench.workspace import index_paths, run_paths
+from workbench.workspace import index_paths
 
 NO_RUN = "No prepared run yet: add your data and a QA set in the Data tab (or run `workbench prepare`) first."
 SPLITS = ("test", "val")
@@ -40,15 +40,16 @@ TAB_CSS = CSS + ".wb-failed { color: #b42318; white-space: pre-wrap; }\n"
 
 def variant_choices(home: Path, name: str | None, config: Config) -> tuple[list[str], list[str]]:
     """(the variants that can answer for run `name`, the configured ones among them), from the run's files: `prompt`
-    needs training questions, `ft` an adapter, `rag` an index, `ft_rag` both; remote endpoints are offered as
-    configured."""
+    needs training questions, the fine-tuned ones an adapter (`ft:A` each of the run's adapters), `rag` an index,
+    `ft_rag` both; remote endpoints are offered as configured."""
     if not name:
         return [], []
-    adapter = (run_paths(name, home).adapter / "adapter_config.json").is_file()
     index = index_paths(name, home).manifest.is_file()
-    examples = bool(training_pairs(name, home))
-    ready = {"base": True, "prompt": examples, "ft": adapter, "rag": index, "ft_rag": adapter and index}
-    choices = [v for v, ok in ready.items() if ok] + [REMOTE_PREFIX + r for r in config.chat.remotes]
+    ready = {"base": True, "prompt": bool(training_pairs(name, home)), "rag": index}
+    tuned = tuned_variants(name, home, indexed=index)
+    choices = [v for v, ok in ready.items() if ok] + tuned + [REMOTE_PREFIX + r for r in config.chat.remotes]
+    order = {v: i for i, v in enumerate(["base", "prompt", "ft", "rag", "ft_rag"])}
+    choices.sort(key=lambda v: order.get(v, len(order)))  # the built-in ones in their usual order, then the rest
     return choices, [v for v in config.chat.variants if v in choices]
 
 
