@@ -56,15 +56,16 @@ def test_train_tab_validates_starts_refuses_a_second_start_and_cancels(home, tin
     _, tab, _ = _app(home, _config(tiny_llama_folder))
     form = {name: component.value for name, component in tab.fields.items()}
 
-    bad = tab.on_start("demo", False, *(form | {"lora_r": 0, "learning_rate": -1}).values())
+    bad = tab.on_start("demo", False, "", *(form | {"lora_r": 0, "learning_rate": -1}).values())
     assert "finetune.lora_r: Input should be greater than or equal to 1" in bad[tab.message]
     assert "finetune.learning_rate" in bad[tab.message] and "Not started" in bad[tab.message]
     assert training_job("demo", home).status().state == "idle"
 
-    started = tab.on_start("demo", False, *(form | {"max_steps": 6}).values())
+    assert "invalid adapter name" in tab.on_start("demo", False, "../x", *form.values())[tab.message]
+    started = tab.on_start("demo", False, "", *(form | {"max_steps": 6}).values())
     assert "Started training" in started[tab.message] and started[tab.cancel].interactive
     assert not started[tab.start].interactive
-    again = tab.on_start("demo", False, *form.values())
+    again = tab.on_start("demo", False, "other", *form.values())
     assert "already training" in again[tab.message]
     cancelled = tab.on_cancel("demo")
     assert "Stopping after the current step" in cancelled[tab.message] and not cancelled[tab.cancel].interactive
@@ -75,7 +76,32 @@ def test_train_tab_validates_starts_refuses_a_second_start_and_cancels(home, tin
     assert refreshed[tab.losses]["curve"].tolist() == ["train loss"] and refreshed[tab.start].interactive
     assert "step 1: stop requested" in refreshed[tab.alerts]
     assert "Nothing is training" in tab.on_cancel("demo")[tab.message]
-    assert "No prepared run" in tab.on_start(None, False, *form.values())[tab.message]
+    assert "No prepared run" in tab.on_start(None, False, "", *form.values())[tab.message]
+
+
+def test_train_tab_runs_a_sweep_shows_its_table_and_overlays_the_trials_curves(home, tiny_llama_folder):
+    val = run_paths("demo", home).split("val")
+    val.write_text("".join(val.read_text().splitlines(keepends=True)[:4]))  # a short val eval
+    _, tab, _ = _app(home, _config(tiny_llama_folder))
+    form = {name: component.value for name, component in tab.fields.items()}
+    bad = tab.on_sweep("demo", "speed=1,2", None, 2, False, *form.values())
+    assert "Not started" in bad[tab.message] and "unknown setting &#x27;speed&#x27;" in bad[tab.message]
+    started = tab.on_sweep("demo", "lr=1e-3,5e-3\n", None, 2, True, *form.values())
+    assert "2 trials (lr1e-3, lr5e-3)" in started[tab.message] and not started[tab.sweep_start].interactive
+    job = training_job("demo", home)
+    assert job.wait(240)
+    done = tab.on_refresh("demo")
+    status = job.status()
+    assert status.state == "finished" and status.trials == ("lr1e-3", "lr5e-3"), job.log_file.read_text()[-2000:]
+    assert (
+        "sweep of 2 trials" in done[tab.progress] and f"best trial: <b>{status.summary['best']}" in done[tab.progress]
+    )
+    table = done[tab.sweep_table]
+    assert table["adapter"].tolist() == ["lr1e-3", "lr5e-3"] and table["best"].tolist().count("*") == 1
+    assert table["steps"].tolist() == [2, 2] and table["val token F1"].notna().all()
+    assert sorted(done[tab.compare].choices) == [("lr1e-3", "lr1e-3"), ("lr5e-3", "lr5e-3")]
+    overlay = tab.on_compare("demo", ["lr1e-3", "lr5e-3"])[tab.overlay]
+    assert sorted(set(overlay["adapter"])) == ["lr1e-3", "lr5e-3"] and overlay["step"].tolist().count(2) == 2
 
 
 def test_curves_and_alerts_render_for_the_plots_and_escaped():

@@ -9,6 +9,8 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from workbench.config import Config, ConfigError, load_config
@@ -113,20 +115,28 @@ class _StopRequest(threading.Event):
     def is_set(self) -> bool:
         return super().is_set() or (self.file is not None and self.file.exists())
 
+    @contextmanager
+    def on_ctrl_c(self) -> Iterator[None]:
+        """While inside: the first Ctrl-C sets this request (the step in progress finishes), a second one aborts."""
+
+        def request_stop(signum, frame) -> None:
+            print("\nstop requested: finishing the current step (Ctrl-C again to abort)", file=sys.stderr)
+            self.set()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
 
 def _finetune(args: argparse.Namespace) -> int:
     from workbench.finetune import finetune
     from workbench.parallel import join, leave
 
     stop = _StopRequest(Path(args.stop_file) if args.stop_file else None)
-
-    def request_stop(signum, frame) -> None:
-        print("\nstop requested: finishing the current step (Ctrl-C again to abort)", file=sys.stderr)
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, request_stop)
-    try:
+    with stop.on_ctrl_c():
         summary = finetune(
             args.name,
             load_config(args.config),
@@ -136,8 +146,6 @@ def _finetune(args: argparse.Namespace) -> int:
             stop=stop,
             adapter=args.adapter,
         )
-    finally:
-        signal.signal(signal.SIGINT, previous)
     main = join().main
     leave()
     if not main:  # a data-parallel run prints one summary
@@ -156,18 +164,24 @@ def _finetune(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from workbench.sweep import run_sweep, table_text
 
-    table = run_sweep(
-        args.name,
-        args.grid,
-        load_config(args.config),
-        args.home,
-        sample=args.random,
-        seed=args.seed,
-        recipe=args.recipe,
-        budget_steps=args.budget_steps,
-        promote=args.promote,
-        val_limit=args.val_limit,
-    )
+    stop = _StopRequest(Path(args.stop_file) if args.stop_file else None)
+    with stop.on_ctrl_c():
+        table = run_sweep(
+            args.name,
+            args.grid,
+            load_config(args.config),
+            args.home,
+            sample=args.random,
+            seed=args.seed,
+            recipe=args.recipe,
+            budget_steps=args.budget_steps,
+            promote=args.promote,
+            val_limit=args.val_limit,
+            stop=stop,
+        )
+    if table.get("stopped"):
+        print(f"sweep {table['id']} stopped on request; the same command continues it")
+        return 0
     print(table_text(table))
     where = f"runs/{args.name}/sweeps/{table['id']}.json"
     chosen = f"best: {table['best']} (compare them with `--variants ft:{table['best']},...` in eval or the arena)"
@@ -559,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--budget-steps", type=int, metavar="S", help="at most S optimizer steps per trial")
     sweep.add_argument("--val-limit", type=int, metavar="N", help="score the trials on the first N val questions")
     sweep.add_argument("--promote", action="store_true", help="make the best trial what the variant ft means")
+    sweep.add_argument("--stop-file", help="end cleanly after the current step once this file exists")
 
     evaluate = commands.add_parser(
         "eval", parents=[common], help="answer a held-out split with every variant, score and store the answers"

@@ -130,10 +130,12 @@ def run_sweep(
     promote: bool = False,
     progress: bool = True,
     val_limit: int | None = None,
+    stop=None,
 ) -> dict:
     """Train every trial still to train, score them on the val split, and write the sweep's table; returns it
-    (`{id, trials: [...], best, promoted, eval_id}`, each trial with its settings, steps, outcome, best val loss,
-    val token F1 and wall seconds)."""
+    (`{id, trials: [...], best, promoted, eval_id, stopped}`, each trial with its settings, steps, outcome, best val
+    loss, val token F1 and wall seconds). `stop` (anything with `is_set()`) ends the trial in progress cleanly and
+    skips the rest: the same call again continues the sweep."""
     from workbench.finetune import finetune
 
     config = config or Config()
@@ -151,8 +153,8 @@ def run_sweep(
     for number, trial in enumerate(trials, 1):
         trained = run_paths(name, home, trial.adapter)
         wanted = configs[trial.adapter].finetune.model_dump(mode="json")
-        done = trained.adapter_manifest.is_file() and read_json(trained.adapter_manifest).get("config") == wanted
-        if done:
+        record = read_json(trained.adapter_manifest) if trained.adapter_manifest.is_file() else {}
+        if record.get("config") == wanted and record.get("outcome") != "stopped":
             continue
         if progress:
             print(f"trial {number}/{len(trials)}: {trial.adapter} ({_settings_text(trial.settings)})")
@@ -161,16 +163,24 @@ def run_sweep(
         table["trials"][trial.adapter] = {"settings": trial.settings}
         write_json_atomic(table_file, table)
         started = time.perf_counter()
-        finetune(name, configs[trial.adapter], home, resume=resume, progress=progress, adapter=trial.adapter)
+        finetune(name, configs[trial.adapter], home, resume=resume, stop=stop, progress=progress, adapter=trial.adapter)
+        if stop is not None and stop.is_set():
+            table |= {"stopped": True}
+            write_json_atomic(table_file, table)
+            return table
         if progress:
             print(f"trial {trial.adapter}: trained in {time.perf_counter() - started:.0f} s")
     rows = [_trial_row(name, home, t) for t in trials]
-    eval_id, f1 = _score_on_val(name, config, home, [t.adapter for t in trials], sweep, progress, val_limit)
+    eval_id, f1 = _score_on_val(name, config, home, [t.adapter for t in trials], sweep, progress, val_limit, stop)
+    if stop is not None and stop.is_set():
+        table |= {"stopped": True, "eval_id": eval_id}
+        write_json_atomic(table_file, table)
+        return table
     for row in rows:
         row["val_token_f1"] = f1.get(row["adapter"])
     best = max(rows, key=_rank)["adapter"] if rows else None
     table |= {"trials": {row["adapter"]: row for row in rows}, "order": [r["adapter"] for r in rows]}
-    table |= {"best": best, "eval_id": eval_id, "promoted": None}
+    table |= {"best": best, "eval_id": eval_id, "promoted": None, "stopped": False}
     if promote and best is not None:
         promote_adapter(name, home, best)
         table["promoted"] = best
@@ -207,7 +217,7 @@ def _rank(row: dict) -> tuple:
     return (f1 is not None, f1 or 0.0, -(row["best_val_loss"] if row["best_val_loss"] is not None else float("inf")))
 
 
-def _score_on_val(name, config, home, adapters, sweep, progress, limit) -> tuple[str | None, dict[str, float]]:
+def _score_on_val(name, config, home, adapters, sweep, progress, limit, stop) -> tuple[str | None, dict[str, float]]:
     """One eval of every trial (`ft:TRIAL`) on the val split; ({}, None) when the split has no questions."""
     from workbench.eval import run_eval
     from workbench.report.summary import eval_figures
@@ -230,6 +240,7 @@ def _score_on_val(name, config, home, adapters, sweep, progress, limit) -> tuple
             eval_id=f"{sweep}-val",
             progress=progress,
             store=store,
+            stop=stop,
         )
         figures = eval_figures(store.answers(eval_id=done["eval_id"]), store.judgements(eval_id=done["eval_id"]), [])
     f1 = {v.removeprefix("ft:"): row["judges"].get("token_f1", {}).get("mean") for v, row in figures.items()}

@@ -64,11 +64,13 @@ class JobStatus:
     stop_requested: bool
     error: str | None
     summary: dict | None
-    """The `finetune` section of the run's manifest, once the run has ended without failing."""
+    """The adapter's manifest (a sweep: its table, `workbench.sweep`), once the run has ended without failing."""
     train_s: float | None = None
     """Seconds the training loop has run up to `step` (model loading left out): what an ETA extrapolates."""
     adapter: str = DEFAULT_ADAPTER
-    """The adapter this job trains (`runs/NAME/adapters/ADAPTER/`)."""
+    """The adapter this job trains (`runs/NAME/adapters/ADAPTER/`); in a sweep, the trial in progress."""
+    trials: tuple[str, ...] = ()
+    """A sweep's trials (adapter names) in order; empty for a single fine-tune."""
 
     @property
     def has_adapter(self) -> bool:
@@ -93,6 +95,8 @@ class TrainingJob:
         self._started: float | None = None
         self._ended: float | None = None
         self._fresh_since: float | None = None  # a new (not resumed) run: files older than this are the last run's
+        self._trials: list[str] = []  # a sweep's trials; empty for one fine-tune
+        self._sweep_table: Path | None = None
 
     def on_finish(self, hook: Callable[[JobStatus], None]) -> None:
         """Call `hook(status)` in a watcher thread whenever a later start ends (finished, stopped or failed)."""
@@ -106,37 +110,72 @@ class TrainingJob:
         `resume` None: from its last checkpoint when there is one); raises `JobRunning` while this run is already
         training."""
         with self._lock:
-            if self._state == "running":
-                raise JobRunning(
-                    f"run {self.name!r} is already training (started {time.perf_counter() - self._started:.0f} s ago); "
-                    "cancel it or wait for it to end before starting again"
-                )
+            self._refuse_if_running()
             default = RAFT_ADAPTER if config.finetune.recipe == "raft" else DEFAULT_ADAPTER
             self.paths = run_paths(self.name, self.home, adapter or default)
+            self._trials, self._sweep_table = [], None
             if resume is None:
                 resume = (self.paths.checkpoint / "state.pt").exists() and self._summary_on_disk() is None
-            self._state, self._error, self._summary = "running", None, None
-            self._total = self._planned_total(config, max_steps)
-            self._started, self._ended = time.perf_counter(), None
-            self._fresh_since = None if resume else time.time()
-            self._stop_requested = False
-            self._process = self._spawn(config, max_steps, resume)
-            self._thread = threading.Thread(target=self._watch, args=(self._process,), name=f"finetune-{self.name}")
-            self._thread.daemon = True
-            self._thread.start()
+            command = ["finetune", "--adapter", self.paths.adapter_name]
+            command += (["--max-steps", str(max_steps)] if max_steps is not None else []) + (["--resume"] * resume)
+            self._launch(command, config, self._planned_total(config, max_steps), fresh=not resume)
 
-    def _spawn(self, config: Config, max_steps: int | None, resume: bool) -> subprocess.Popen:
+    def start_sweep(
+        self,
+        config: Config,
+        grid: list[str],
+        sample: int | None = None,
+        budget_steps: int | None = None,
+        promote: bool = False,
+    ) -> list[str]:
+        """Start `workbench sweep` in the background (see `workbench.sweep`); returns its trials' adapter names.
+        A bad grid raises `SweepError` before anything starts; `JobRunning` while this run is already training."""
+        from workbench.sweep import parse_grid, plan_trials, sweep_file, sweep_id, trial_config
+
+        axes = parse_grid(grid)
+        trials = plan_trials(axes, sample)
+        first = trial_config(config, trials[0], None, budget_steps)
+        for trial in trials[1:]:
+            trial_config(config, trial, None, budget_steps)
+        with self._lock:
+            self._refuse_if_running()
+            self._trials = [t.adapter for t in trials]
+            self.paths = run_paths(self.name, self.home, self._trials[0])
+            self._sweep_table = sweep_file(self.name, self.home, sweep_id(axes, sample, 0, None, budget_steps))
+            command = ["sweep", *[part for entry in grid for part in ("--grid", entry)]]
+            command += (["--random", str(sample)] if sample else []) + (["--promote"] * promote)
+            command += ["--budget-steps", str(budget_steps)] if budget_steps else []
+            self._launch(command, config, self._planned_total(first, None), fresh=True)
+        return list(self._trials)
+
+    def _refuse_if_running(self) -> None:
+        if self._state == "running":
+            raise JobRunning(
+                f"run {self.name!r} is already training (started {time.perf_counter() - self._started:.0f} s ago); "
+                "cancel it or wait for it to end before starting again"
+            )
+
+    def _launch(self, command: list[str], config: Config, total: int | None, fresh: bool) -> None:
+        """Run `workbench COMMAND` for this run in a child process, watched by a thread (the lock held)."""
+        self._state, self._error, self._summary = "running", None, None
+        self._total = total
+        self._started, self._ended = time.perf_counter(), None
+        self._fresh_since = time.time() if fresh else None
+        self._stop_requested = False
         jobs = self.home / ".jobs"
         config_file, self.log_file = jobs / f"{self.name}.yaml", jobs / f"{self.name}.log"
         self._stop_file = jobs / f"{self.name}.stop"
         self._stop_file.unlink(missing_ok=True)
-        command = ["finetune", "--name", self.name, "--adapter", self.paths.adapter_name, "--home", str(self.home)]
-        command += ["--stop-file", str(self._stop_file)]
-        command += (["--max-steps", str(max_steps)] if max_steps is not None else []) + (["--resume"] * resume)
-        return start_cli(command, config, config_file, self.log_file)
+        command = [*command, "--name", self.name, "--home", str(self.home), "--stop-file", str(self._stop_file)]
+        self._process = start_cli(command, config, config_file, self.log_file)
+        self._thread = threading.Thread(target=self._watch, args=(self._process,), name=f"finetune-{self.name}")
+        self._thread.daemon = True
+        self._thread.start()
 
     def _summary_on_disk(self) -> dict | None:
-        """This job's adapter's manifest: written when a run ends, absent while none has."""
+        """This job's adapter's manifest (a sweep's: its table): written when a run ends, absent while none has."""
+        if self._sweep_table is not None:
+            return read_json(self._sweep_table) if self._sweep_table.is_file() else None
         return read_json(self.paths.adapter_manifest) if self.paths.adapter_manifest.is_file() else None
 
     def _planned_total(self, config: Config, max_steps: int | None) -> int | None:
@@ -169,6 +208,7 @@ class TrainingJob:
         return thread is None or not thread.is_alive()
 
     def status(self) -> JobStatus:
+        self._follow_sweep()
         with self._lock:
             state, error, summary, total = self._state, self._error, self._summary, self._total
             started, ended, stop_requested = self._started, self._ended, self._stop_requested
@@ -185,7 +225,18 @@ class TrainingJob:
             summary,
             rows[-1].get("elapsed_s") if rows else None,
             self.paths.adapter_name,
+            tuple(self._trials),
         )
+
+    def _follow_sweep(self) -> None:
+        """In a sweep, point at the trial in progress: the last one whose curves this sweep has written."""
+        with self._lock:
+            trials, since = list(self._trials), self._fresh_since
+        for trial in reversed(trials):
+            paths = run_paths(self.name, self.home, trial)
+            if paths.metrics.exists() and (since is None or paths.metrics.stat().st_mtime >= since):
+                self.paths = paths
+                return
 
     def curves(self) -> list[dict]:
         """The rows of `metrics.csv` so far (see `read_metrics`); none from an earlier run while a new one loads."""
@@ -207,7 +258,8 @@ class TrainingJob:
         section = self._summary_on_disk()
         if code == 0 and section is not None:
             summary = section
-            state = "stopped" if summary["outcome"] == "stopped" else "finished"
+            stopped = summary.get("stopped") if self._trials else summary["outcome"] == "stopped"
+            state = "stopped" if stopped else "finished"
         else:
             state, error = "failed", failure_reason(self.log_file, code)
             log.error("training run %s failed: %s (log: %s)", self.name, error, self.log_file)

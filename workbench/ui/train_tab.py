@@ -1,4 +1,5 @@
-"""The Train tab: the fine-tuning settings as a form, Start and Cancel, and the run's progress, curves and alerts.
+"""The Train tab: the fine-tuning settings as a form, an adapter name, Start and Cancel, a sweep form with its trial
+table, the progress, curves and alerts of what trains, and the val loss curves of chosen adapters overlaid.
 
 Training runs in a `TrainingJob` (a background thread), so the tab only starts it, asks it to stop, and polls it
 every couple of seconds with a `gr.Timer`. The form is generated from `FinetuneConfig`: one input per field, its
@@ -17,9 +18,11 @@ import pandas as pd
 from pydantic.fields import FieldInfo
 
 from workbench.config import Config, ConfigError, FinetuneConfig, config_from_dict
+from workbench.data.loaders import BadInputError
 from workbench.training_job import JobRunning, JobStatus, TrainingJob
 from workbench.ui.access import Access
 from workbench.ui.render import esc
+from workbench.workspace import adapter_names, check_adapter_name, read_json, read_metrics, run_paths
 
 NO_RUN = "No prepared run yet: add your data in the Data tab (or run `workbench prepare`) first."
 ALERT_KINDS = ("spike", "overfit", "early_stop", "forgetting", "stopped")
@@ -75,7 +78,11 @@ def status_html(status: JobStatus | None) -> str:
         "stopped": "stopped on request; the best adapter so far is kept",
         "failed": "failed",
     }[status.state]
-    parts = [f'<div class="wb-train"><p><b>{esc(status.name)}</b>: {esc(words)}']
+    what = f"adapter {status.adapter}"
+    if status.trials:
+        number = status.trials.index(status.adapter) + 1 if status.adapter in status.trials else 1
+        what = f"sweep of {len(status.trials)} trials, trial {number} ({status.adapter})"
+    parts = [f'<div class="wb-train"><p><b>{esc(status.name)}</b>, {esc(what)}: {esc(words)}']
     if status.step is not None:
         parts.append(f" · step {step}" + (f" / {total}" if total else ""))
     if status.elapsed_s is not None:
@@ -83,7 +90,10 @@ def status_html(status: JobStatus | None) -> str:
     parts.append("</p>")
     if total:
         parts.append(f'<progress value="{min(step, total)}" max="{total}"></progress>')
-    if status.summary:
+    if status.summary and status.trials:
+        best = status.summary.get("best")
+        parts.append(f"<p>best trial: <b>{esc(best)}</b> (see the sweep table below)</p>" if best else "")
+    elif status.summary:
         summary = status.summary
         parts.append(
             f"<p>best val loss {summary['best_val_loss']:.4f} at step {summary['best_step']} "
@@ -125,6 +135,52 @@ def perplexity_frame(rows: list[dict]) -> pd.DataFrame:
     )
 
 
+def overlay_frame(curves: dict[str, list[dict]]) -> pd.DataFrame:
+    """Val loss by step of each chosen adapter, long format (`step`, `val loss`, `adapter`): one colour each."""
+    points = [
+        (row["step"], row["val_loss"], adapter)
+        for adapter, rows in curves.items()
+        for row in rows
+        if row.get("val_loss") is not None
+    ]
+    frame = pd.DataFrame(points, columns=["step", "val loss", "adapter"])
+    return frame.astype({"step": "int64", "val loss": "float64", "adapter": "str"})
+
+
+def sweep_frame(table: dict | None) -> pd.DataFrame:
+    """A sweep's trials as a table (`workbench.sweep`), the best marked."""
+    columns = ["best", "adapter", "settings", "steps", "outcome", "best val loss", "val token F1", "wall s"]
+    if not table:
+        return pd.DataFrame([], columns=columns)
+    rows = []
+    for adapter in table.get("order") or list(table["trials"]):
+        trial = table["trials"][adapter]
+        rows.append(
+            [
+                "*" if adapter == table.get("best") else "",
+                adapter,
+                ", ".join(f"{k}={v}" for k, v in trial["settings"].items()),
+                trial.get("steps"),
+                trial.get("outcome") or "training",
+                _rounded(trial.get("best_val_loss"), 4),
+                _rounded(trial.get("val_token_f1"), 3),
+                _rounded(trial.get("wall_seconds"), 0),
+            ]
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _rounded(value, digits: int):
+    return None if value is None else round(value, digits)
+
+
+def latest_sweep(home: Path, run: str) -> dict | None:
+    """The table of run `run`'s most recently written sweep, if any."""
+    folder = run_paths(run, home).root / "sweeps"
+    tables = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    return read_json(tables[-1]) if tables else None
+
+
 def _frame(points: list[tuple], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(points, columns=columns)
     return frame.astype({"step": "int64", columns[1]: "float64"} | ({"curve": "str"} if "curve" in columns else {}))
@@ -145,7 +201,7 @@ class TrainTab:
         run: gr.Dropdown | None = None,
     ):
         admin = (access or Access()).admin_only
-        self.config, self.job_for = config, job_for
+        self.config, self.job_for, self.home = config, job_for, home
         if run is None:
             runs = prepared_runs(home)
             run = gr.Dropdown(runs, value=name if name in runs else None, label="Run", elem_id="wb-train-run")
@@ -158,34 +214,114 @@ class TrainTab:
                 with gr.Row():
                     for key in names[start : start + 3]:
                         self.fields[key] = field_input(key, fields[key], getattr(config.finetune, key))
-        self.resume = gr.Checkbox(False, label="Resume from the run's last checkpoint", elem_id="wb-train-resume")
+        with gr.Row():
+            self.adapter = gr.Textbox(
+                label="Adapter name",
+                placeholder="default",
+                info="Train into runs/RUN/adapters/NAME/; it answers as ft:NAME (empty: default, or raft for the raft "
+                "recipe, what ft and ft_rag mean)",
+                elem_id="wb-train-adapter",
+            )
+            self.resume = gr.Checkbox(
+                False, label="Resume from the adapter's last checkpoint", elem_id="wb-train-resume"
+            )
         with gr.Row():
             self.start = gr.Button("Start training", variant="primary", elem_id="wb-train-start")
             self.cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="wb-train-cancel")
+        with gr.Accordion("Sweep: one adapter per setting, compared on the val split", open=False):
+            with gr.Row():
+                self.grid = gr.Textbox(
+                    lines=3,
+                    label="Grid",
+                    placeholder="lr=3e-4,1e-3\nr=8,16",
+                    info="One setting per line, KEY=V1,V2: a finetune setting, or lr, r, alpha, dropout, batch, wd, "
+                    "warmup. Every other setting comes from the form above.",
+                    elem_id="wb-sweep-grid",
+                )
+                with gr.Column():
+                    self.sample = gr.Number(
+                        None, precision=0, label="Random trials", info="Empty: every combination", elem_id="wb-sweep-n"
+                    )
+                    self.budget = gr.Number(
+                        None,
+                        precision=0,
+                        label="Step budget per trial",
+                        info="Empty: the form's max_steps or epochs",
+                        elem_id="wb-sweep-budget",
+                    )
+                    self.promote = gr.Checkbox(
+                        False, label="Make the best trial what ft means", elem_id="wb-sweep-promote"
+                    )
+            self.sweep_start = gr.Button("Start sweep", elem_id="wb-sweep-start")
+            self.sweep_table = gr.Dataframe(
+                sweep_frame(None), label="Latest sweep", interactive=False, elem_id="wb-sweep-table"
+            )
         self.message = gr.HTML(css_template=CSS, elem_id="wb-train-message")
         self.progress = gr.HTML(css_template=CSS, elem_id="wb-train-progress")
         with gr.Row():
             self.losses = gr.LinePlot(x="step", y="loss", color="curve", title="Loss", elem_id="wb-train-loss")
             self.perplexity = gr.LinePlot(x="step", y="perplexity", title="Val perplexity", elem_id="wb-train-ppl")
         self.alerts = gr.HTML(css_template=CSS, elem_id="wb-train-alerts")
+        with gr.Row():
+            self.compare = gr.Dropdown(
+                [],
+                multiselect=True,
+                label="Compare adapters",
+                info="Their val loss curves, one colour each",
+                elem_id="wb-train-compare",
+            )
+            self.overlay = gr.LinePlot(
+                x="step", y="val loss", color="adapter", title="Val loss", elem_id="wb-train-overlay"
+            )
         self.timer = gr.Timer(every_s)
 
-        live = [self.progress, self.losses, self.perplexity, self.alerts, self.start, self.cancel]
-        self.start.click(admin(self.on_start), [self.run, self.resume, *self.fields.values()], [self.message, *live])
+        live = [self.progress, self.losses, self.perplexity, self.alerts, self.start, self.cancel, self.sweep_start]
+        live += [self.sweep_table, self.compare]
+        self.start.click(
+            admin(self.on_start), [self.run, self.resume, self.adapter, *self.fields.values()], [self.message, *live]
+        )
+        self.sweep_start.click(
+            admin(self.on_sweep),
+            [self.run, self.grid, self.sample, self.budget, self.promote, *self.fields.values()],
+            [self.message, *live],
+        )
         self.cancel.click(admin(self.on_cancel), [self.run], [self.message, *live])
         self.timer.tick(admin(self.on_refresh, quiet=True), [self.run], live, show_progress="hidden")
         self.run.change(admin(self.on_refresh), [self.run], live)
+        self.compare.change(admin(self.on_compare), [self.run, self.compare], [self.overlay])
 
-    def on_start(self, run: str | None, resume: bool, *values):
+    def _config(self, values) -> Config:
+        settings = form_settings(dict(zip(self.fields, values)))
+        return config_from_dict(self.config.model_dump() | {"finetune": settings}, source="Fine-tuning settings")
+
+    def on_start(self, run: str | None, resume: bool, adapter: str, *values):
         if not run:
             return {self.message: f"<p>{esc(NO_RUN)}</p>"} | self.on_refresh(run)
-        settings = form_settings(dict(zip(self.fields, values)))
         try:
-            config = config_from_dict(self.config.model_dump() | {"finetune": settings}, source="Fine-tuning settings")
-            self.job_for(run).start(config, resume=resume)
-        except (ConfigError, JobRunning) as exc:
+            config = self._config(values)
+            name = check_adapter_name(adapter.strip()) if adapter and adapter.strip() else None
+            self.job_for(run).start(config, resume=resume, adapter=name)
+        except (ConfigError, JobRunning, ValueError) as exc:
             return {self.message: f'<pre class="wb-failed">Not started. {esc(exc)}</pre>'} | self.on_refresh(run)
         return {self.message: f"<p>Started training <b>{esc(run)}</b>.</p>"} | self.on_refresh(run)
+
+    def on_sweep(self, run: str | None, grid: str, sample, budget, promote: bool, *values):
+        if not run:
+            return {self.message: f"<p>{esc(NO_RUN)}</p>"} | self.on_refresh(run)
+        entries = [line.strip() for line in (grid or "").splitlines() if line.strip()]
+        try:
+            trials = self.job_for(run).start_sweep(
+                self._config(values),
+                entries,
+                sample=int(sample) if sample else None,
+                budget_steps=int(budget) if budget else None,
+                promote=promote,
+            )
+        except (ConfigError, JobRunning, BadInputError) as exc:
+            return {self.message: f'<pre class="wb-failed">Not started. {esc(exc)}</pre>'} | self.on_refresh(run)
+        names = ", ".join(trials)
+        message = f"<p>Started a sweep of <b>{esc(run)}</b>: {len(trials)} trials ({esc(names)}).</p>"
+        return {self.message: message} | self.on_refresh(run)
 
     def on_cancel(self, run: str | None):
         asked = bool(run) and self.job_for(run).stop()
@@ -203,5 +339,12 @@ class TrainTab:
             self.perplexity: perplexity_frame(rows),
             self.alerts: alerts_html(job.alerts() if job else []),
             self.start: gr.Button(interactive=bool(run) and not running),
+            self.sweep_start: gr.Button(interactive=bool(run) and not running),
             self.cancel: gr.Button(interactive=running and not status.stop_requested),
+            self.sweep_table: sweep_frame(latest_sweep(self.home, run) if run else None),
+            self.compare: gr.Dropdown(choices=adapter_names(run, self.home) if run else []),
         }
+
+    def on_compare(self, run: str | None, chosen: list[str] | None):
+        curves = {a: read_metrics(run_paths(run, self.home, a).metrics) for a in chosen or []} if run else {}
+        return {self.overlay: overlay_frame(curves)}
