@@ -5,15 +5,17 @@
    projection on labelled positions only) and with a naive `transformers.Trainer` (every example padded to
    `max_length`, loss on every token). `tokens_per_s` counts real (non-padding) tokens per second of training, so
    both rates measure useful work. Both val losses are the mean answer-token loss on the val split.
-2. Quality. For each recipe, the demo's default settings with only the recipe changed; the mean token F1 of
-   greedy answers on the test split, for the base model (`base_test_f1`, the `base` column) and for each
-   recipe's adapter (`ft_test_f1`, the `ft` column of an engine loading that adapter). `demo_wall_s` is the wall
-   time of the default recipe's run; `default_recipe_wins` checks that configs/default.yaml names the best recipe.
-3. RAFT (`--raft-steps`, 0 skips it). The `ft_rag` column's adapter trained with the `raft` recipe for as many
-   steps as the default recipe (batch 2 x accumulation 4: the same 8 examples per step in far less memory),
-   against the two columns it competes with: `rag` (the base model shown the sources) and `ft_rag` served by the
-   default recipe's adapter. Mean token F1 on the test split, twice: with the sources the index retrieves, and
-   with the gold documents' chunks removed from them (retrieval missed).
+2. Quality. For each recipe, the demo's default settings with only the recipe changed, trained into its own
+   named adapter (`recipe-qa`, `recipe-qa-docs`, `recipe-paraphrase`: nothing overwritten); then one eval of the
+   test split answers with `base`, `prompt` (the prompt-engineering baseline) and every recipe's adapter side by
+   side (`ft:recipe-qa`, ...): `base_test_f1`, `prompt_test_f1` and each recipe's `ft_test_f1`, mean token F1 of
+   greedy answers. `demo_wall_s` is the wall time of the default recipe's run; `default_recipe_wins` checks that
+   configs/default.yaml names the best recipe; `ft_over_prompt` is the default recipe's F1 over prompt's.
+3. RAFT (`--raft-steps`, 0 skips it). The adapter `raft` trained with the `raft` recipe for as many steps as the
+   default recipe (batch 2 x accumulation 4: the same 8 examples per step in far less memory), against the two
+   columns it competes with: `rag` (the base model shown the sources) and `ft_rag:recipe-qa` (the default
+   recipe's adapter shown the sources), all three in one eval per condition. Mean token F1 on the test split,
+   twice: with the sources the index retrieves, and with the gold documents' chunks removed (retrieval missed).
 4. Load (`load`). The same short training run three times: on an idle machine, beside another CPU-bound job
    (`results_file.NEIGHBOUR_JOB`), and beside it again with torch's default thread count instead of the thread policy
    (`workbench.threads`, the baseline): `step_under_load_over_idle` (goal <= 2.5) and
@@ -106,6 +108,55 @@ def naive_trainer_run(config, paths, steps: int) -> dict:
     return {"tokens_per_s": real_tokens / seconds, "val_loss": _val_loss(model, tokenizer, paths, settings)}
 
 
+def trl_sft_run(config, paths, steps: int, packing: bool) -> dict:
+    """TRL's `SFTTrainer` as a user would set it up today: LoRA, a prompt-completion dataset (loss on the answer
+    only), and either batches padded to their longest example or packed, padding-free batches (`packing`). Real
+    tokens per second come from the trainer's own count of non-padding input tokens."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    settings = config.finetune
+    torch.manual_seed(settings.seed)
+    base, tokenizer = fresh_causal_lm(config.model.base, config.model.device)
+    system = [{"role": "system", "content": settings.system_prompt}]
+    rows = [
+        {"prompt": system + conversation[:-1], "completion": conversation[-1:]}
+        for conversation in recipe_conversations(paths, "train", settings.recipe)
+    ]
+    with tempfile.TemporaryDirectory() as out:
+        args = SFTConfig(
+            output_dir=out,
+            per_device_train_batch_size=settings.batch_size,
+            max_steps=steps,
+            learning_rate=settings.learning_rate,
+            lr_scheduler_type="cosine",
+            warmup_steps=int(settings.warmup_ratio * steps),
+            seed=settings.seed,
+            max_length=settings.max_length,
+            packing=packing,
+            completion_only_loss=True,
+            include_num_input_tokens_seen="non_padding",
+            report_to=[],
+            save_strategy="no",
+            logging_steps=steps,
+            use_cpu=not torch.cuda.is_available(),
+            disable_tqdm=True,
+        )
+        trainer = SFTTrainer(
+            model=base,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=lora_config(settings),
+        )
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+        tokens = trainer.state.num_input_tokens_seen
+    model = trainer.model
+    return {"tokens_per_s": tokens / seconds, "val_loss": _val_loss(model, tokenizer, paths, settings)}
+
+
 def ours_run(config, home: Path, steps: int) -> dict:
     summary = finetune("demo", config, home, max_steps=steps, progress=False)
     return {"tokens_per_s": summary["tokens_per_s"], "val_loss": _final_val_loss(run_paths("demo", home))}
@@ -176,24 +227,27 @@ def rag_test_f1(config, home: Path, variants: list[str], label: str, limit: int 
 
 
 def raft_comparison(config, home: Path, steps: int, limit: int | None) -> dict:
-    """rag and ft_rag (default recipe's adapter) first, then ft_rag again once the RAFT adapter exists."""
+    """rag, ft_rag served by the default recipe's adapter, and ft_rag served by the RAFT-trained adapter, in one
+    eval per retrieval condition (the adapters side by side, `ft_rag:recipe-qa` and `ft_rag:raft`)."""
     build_index("demo", config, home, progress=False)
-    before = rag_test_f1(config, home, ["rag", "ft_rag"], config.finetune.recipe, limit)
+    default = "recipe-" + config.finetune.recipe.replace("+", "-")
+    if not run_paths("demo", home, default).adapter_manifest.is_file():  # the recipes part did not train it
+        finetune("demo", config, home, progress=False, adapter=default)
     raft_config = config.model_copy(deep=True)
     raft_config.finetune.recipe = "raft"
     raft_config.finetune.max_length = 1024
     raft_config.finetune.batch_size = 2
     raft_config.finetune.gradient_accumulation = config.finetune.batch_size // 2
-    summary = finetune("demo", raft_config, home, max_steps=steps, progress=False)
-    after = rag_test_f1(config, home, ["ft_rag"], "raft", limit)
+    summary = finetune("demo", raft_config, home, max_steps=steps, progress=False, adapter="raft")
+    f1 = rag_test_f1(config, home, ["rag", f"ft_rag:{default}", "ft_rag:raft"], "adapters", limit)
     figures = {"train_examples": summary["train_examples"], "steps": summary["steps"]}
     figures |= {"best_step": summary["best_step"], "best_val_loss": round(summary["best_val_loss"], 4)}
     figures |= {"wall_s": round(summary["wall_seconds"], 1), "tokens_per_s": round(summary["tokens_per_s"], 1)}
-    for condition in before:
+    for condition, found in f1.items():
         figures[condition] = {
-            "rag": before[condition]["rag"],
-            f"ft_rag_{config.finetune.recipe}_adapter": before[condition]["ft_rag"],
-            "ft_rag_raft_adapter": after[condition]["ft_rag"],
+            "rag": found["rag"],
+            f"ft_rag_{config.finetune.recipe}_adapter": found[f"ft_rag:{default}"],
+            "ft_rag_raft_adapter": found["ft_rag:raft"],
         }
     return figures
 
@@ -212,21 +266,34 @@ def speed_figures(config, home: Path, paths, steps: int) -> dict:
         "ours_val_loss": round(ours["val_loss"], 4),
         "naive_val_loss": round(naive["val_loss"], 4),
     }
+    figures = {"speedup_vs_naive": speed["speedup_vs_naive"]}
+    try:
+        import trl
+    except ImportError:
+        print("trl is not installed (pip install trl): no SFTTrainer anchor", flush=True)
+    else:
+        speed["trl_version"] = trl.__version__
+        for label, packing in (("trl_padded", False), ("trl_packed", True)):
+            run = trl_sft_run(speed_config, paths, steps, packing)
+            speed[f"{label}_tokens_per_s"] = round(run["tokens_per_s"], 1)
+            speed[f"{label}_val_loss"] = round(run["val_loss"], 4)
+        best = max(speed["trl_padded_tokens_per_s"], speed["trl_packed_tokens_per_s"])
+        figures["speedup_vs_trl"] = speed["speedup_vs_trl"] = round(ours["tokens_per_s"] / best, 2)
     print(speed, flush=True)
-    return {"speed": speed, "speedup_vs_naive": speed["speedup_vs_naive"]}
+    return {"speed": speed} | figures
 
 
 def recipe_figures(config, home: Path, recipes: list[str], steps: int | None, limit: int | None) -> dict:
-    base_f1 = eval_f1(config, home, ["base"], "recipes-base", limit)["base"]
-    figures: dict = {"base_test_f1": base_f1, "recipes": {}}
-    for recipe in sorted(recipes, key=lambda r: r == config.finetune.recipe):  # the default's adapter last
+    """Each recipe trains its own named adapter (`recipe-qa`, ...), then one eval answers the test split with base,
+    prompt and every recipe's adapter side by side (`ft:recipe-qa`, ...)."""
+    figures: dict = {"recipes": {}}
+    adapters = {recipe: "recipe-" + recipe.replace("+", "-") for recipe in recipes}
+    for recipe, adapter in adapters.items():
         recipe_config = config.model_copy(deep=True)
         recipe_config.finetune.recipe = recipe
-        summary = finetune("demo", recipe_config, home, max_steps=steps, progress=False)
-        # A new engine loads the adapter this recipe's training just wrote.
-        ft_f1 = eval_f1(config, home, ["ft"], f"recipes-{recipe.replace('+', '-')}", limit)["ft"]
+        summary = finetune("demo", recipe_config, home, max_steps=steps, progress=False, adapter=adapter)
         figures["recipes"][recipe] = {
-            "ft_test_f1": ft_f1,
+            "adapter": adapter,
             "train_examples": summary["train_examples"],
             "steps": summary["steps"],
             "best_step": summary["best_step"],
@@ -235,12 +302,18 @@ def recipe_figures(config, home: Path, recipes: list[str], steps: int | None, li
             "forgetting_change_pct": round(summary["forgetting"]["change_pct"], 2),
         }
         print(recipe, figures["recipes"][recipe], flush=True)
+    variants = ["base", "prompt", *(f"ft:{a}" for a in adapters.values())]
+    f1 = eval_f1(config, home, variants, "recipes", limit)
+    figures |= {"base_test_f1": f1["base"], "prompt_test_f1": f1["prompt"]}
+    for recipe, adapter in adapters.items():
+        figures["recipes"][recipe]["ft_test_f1"] = f1[f"ft:{adapter}"]
     results = figures["recipes"]
     if config.finetune.recipe in results:
         figures["demo_wall_s"] = results[config.finetune.recipe]["wall_s"]
         figures["ft_test_f1"] = results[config.finetune.recipe]["ft_test_f1"]
         figures["best_recipe"] = max(results, key=lambda r: results[r]["ft_test_f1"])
         figures["default_recipe_wins"] = figures["best_recipe"] == config.finetune.recipe
+        figures["ft_over_prompt"] = round(figures["ft_test_f1"] / figures["prompt_test_f1"], 3)
     return figures
 
 
@@ -299,8 +372,6 @@ def main() -> None:
             figures |= recipe_figures(config, home, args.recipes.split(","), args.recipe_steps, args.limit)
         raft_steps = config.finetune.max_steps if args.raft_steps is None else args.raft_steps
         if "raft" in parts and raft_steps:
-            if "recipes" not in parts:
-                finetune("demo", config, home, max_steps=args.recipe_steps, progress=False)  # ft_rag's other adapter
             figures["raft"] = raft_comparison(config, home, raft_steps, args.limit)
             print("raft", figures["raft"], flush=True)
         if "load" in parts:
