@@ -1,10 +1,13 @@
-"""Fine-tuning figures on the demo: training speed against a naive HF Trainer, and answer quality per recipe.
+"""Fine-tuning figures on the demo: training speed against HF Trainer and TRL, and answer quality per recipe.
 
-1. Speed. The same train examples (default recipe), the same batch size, steps and learning rate, trained twice
+1. Speed. The same train examples (default recipe), the same batch size, steps and learning rate, trained
    on the packaged model: with `workbench finetune` (length-grouped batches, loss on the answer only, vocabulary
    projection on labelled positions only) and with a naive `transformers.Trainer` (every example padded to
-   `max_length`, loss on every token). `tokens_per_s` counts real (non-padding) tokens per second of training, so
-   both rates measure useful work. Both val losses are the mean answer-token loss on the val split.
+   `max_length`, loss on every token), and, when `trl` is installed, with TRL's `SFTTrainer` set up as a user would
+   today (LoRA, prompt-completion rows so the loss is on the answer only; batches padded to their longest example,
+   and packed padding-free batches). `tokens_per_s` counts real (non-padding) tokens per second of the training
+   steps alone (model loading and data preparation left out on every side), so the rates measure useful work;
+   `speedup_vs_trl` is ours over TRL's faster setup. Every val loss is the mean answer-token loss on the val split.
 2. Quality. For each recipe, the demo's default settings with only the recipe changed, trained into its own
    named adapter (`recipe-qa`, `recipe-qa-docs`, `recipe-paraphrase`: nothing overwritten); then one eval of the
    test split answers with `base`, `prompt` (the prompt-engineering baseline) and every recipe's adapter side by
@@ -16,16 +19,19 @@
    columns it competes with: `rag` (the base model shown the sources) and `ft_rag:recipe-qa` (the default
    recipe's adapter shown the sources), all three in one eval per condition. Mean token F1 on the test split,
    twice: with the sources the index retrieves, and with the gold documents' chunks removed (retrieval missed).
-4. Load (`load`). The same short training run three times: on an idle machine, beside another CPU-bound job
+4. Replay (`replay`). The default recipe trained twice, without and with `--replay-share` (0.2) of general prose
+   (`finetune.replay_share`), both probed for forgetting on the same prose: general-text perplexity change and
+   test token F1 of each, in one eval.
+5. Load (`load`). The same short training run three times: on an idle machine, beside another CPU-bound job
    (`results_file.NEIGHBOUR_JOB`), and beside it again with torch's default thread count instead of the thread policy
    (`workbench.threads`, the baseline): `step_under_load_over_idle` (goal <= 2.5) and
    `fixed_threads_step_under_load_over_idle` are ratios of time per step (the same steps, the same tokens).
-In parts 2 and 3 every answer comes from `workbench eval` (`run_eval` on the demo's test split, one batch per
+In parts 2, 3 and 4 every answer comes from `workbench eval` (`run_eval` on the demo's test split, one batch per
 condition, greedy under the config's chat settings with `--max-new-tokens`), and token F1 is the mean of its
 `token_f1` judge per variant, read from the stored judgements (an `unanswerable` question scores 1 when the
 answer abstains, else 0).
-Usage: python bench/finetune.py [--parts speed,recipes,raft,load] [--speed-steps 8] [--recipes qa,qa+docs,paraphrase]
-       [--recipe-steps N] [--raft-steps 60] [--load-steps 6] [--limit N (first N test questions: a quick look)].
+Usage: python bench/finetune.py [--parts speed,recipes,raft,replay,load] [--speed-steps 8] [--recipes qa,qa+docs,paraphrase]
+       [--recipe-steps N] [--raft-steps 60] [--replay-share 0.2] [--load-steps 6] [--limit N (first N test questions)].
        Parts not run keep their figures from an earlier run (each part records when it was measured).
 """
 
@@ -49,7 +55,7 @@ from workbench.config import load_config
 from workbench.data.prepare import prepare
 from workbench.engine import Engine
 from workbench.eval import run_eval
-from workbench.finetune import finetune, lora_config, perplexity
+from workbench.finetune import DEFAULT_GENERAL_TEXT, finetune, lora_config, perplexity
 from workbench.models import fresh_causal_lm
 from workbench.records import Example, read_split
 from workbench.report.summary import eval_figures
@@ -61,6 +67,27 @@ from workbench.workspace import run_paths
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo"
 RECIPES = ("qa", "qa+docs", "paraphrase")
+
+
+def _step_clock():
+    """A `TrainerCallback` that times the training steps alone (first step's start to the last step's end), as
+    `workbench finetune` times its own, so model loading and data preparation count on neither side."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        started = ended = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = self.started or time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.ended = time.perf_counter()
+
+        @property
+        def seconds(self) -> float:
+            return self.ended - self.started
+
+    return StepClock()
 
 
 def naive_trainer_run(config, paths, steps: int) -> dict:
@@ -96,16 +123,16 @@ def naive_trainer_run(config, paths, steps: int) -> dict:
             use_cpu=not torch.cuda.is_available(),
             disable_tqdm=True,
         )
+        clock = _step_clock()
         trainer = Trainer(
             model=model,
             args=args,
             train_dataset=dataset,
             data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+            callbacks=[clock],
         )
-        started = time.perf_counter()
         trainer.train()
-        seconds = time.perf_counter() - started
-    return {"tokens_per_s": real_tokens / seconds, "val_loss": _val_loss(model, tokenizer, paths, settings)}
+    return {"tokens_per_s": real_tokens / clock.seconds, "val_loss": _val_loss(model, tokenizer, paths, settings)}
 
 
 def trl_sft_run(config, paths, steps: int, packing: bool) -> dict:
@@ -142,17 +169,17 @@ def trl_sft_run(config, paths, steps: int, packing: bool) -> dict:
             use_cpu=not torch.cuda.is_available(),
             disable_tqdm=True,
         )
+        clock = _step_clock()
         trainer = SFTTrainer(
             model=base,
             args=args,
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
             peft_config=lora_config(settings),
+            callbacks=[clock],
         )
-        started = time.perf_counter()
         trainer.train()
-        seconds = time.perf_counter() - started
-        tokens = trainer.state.num_input_tokens_seen
+        seconds, tokens = clock.seconds, trainer.state.num_input_tokens_seen
     model = trainer.model
     return {"tokens_per_s": tokens / seconds, "val_loss": _val_loss(model, tokenizer, paths, settings)}
 
@@ -317,6 +344,37 @@ def recipe_figures(config, home: Path, recipes: list[str], steps: int | None, li
     return figures
 
 
+def replay_figures(config, home: Path, share: float, steps: int | None, limit: int | None) -> dict:
+    """The default recipe trained twice, without and with `replay_share` of general prose, both probed for
+    forgetting on the same prose (the second half of demo/general.txt; replay reads the first half), then one eval
+    of the test split with both adapters side by side."""
+    words = DEFAULT_GENERAL_TEXT.read_text(encoding="utf-8").split()
+    halves = {"replayed": home / "general-first.txt", "probed": home / "general-second.txt"}
+    halves["replayed"].write_text(" ".join(words[: len(words) // 2]))
+    halves["probed"].write_text(" ".join(words[len(words) // 2 :]))
+    figures: dict = {"share": share}
+    for adapter, replay in (("no-replay", 0.0), ("replay", share)):
+        settings = config.model_copy(deep=True)
+        settings.finetune.general_text = str(halves["probed"])
+        settings.finetune.replay_share = replay
+        settings.finetune.replay_text = str(halves["replayed"]) if replay else None
+        summary = finetune("demo", settings, home, max_steps=steps, progress=False, adapter=adapter)
+        figures[adapter] = {
+            "forgetting_change_pct": round(summary["forgetting"]["change_pct"], 2),
+            "best_val_loss": round(summary["best_val_loss"], 4),
+            "replay_examples": (summary["replay"] or {}).get("examples", 0),
+            "wall_s": round(summary["wall_seconds"], 1),
+        }
+    f1 = eval_f1(config, home, ["ft:no-replay", "ft:replay"], "replay", limit)
+    figures["no-replay"]["test_f1"], figures["replay"]["test_f1"] = f1["ft:no-replay"], f1["ft:replay"]
+    figures["forgetting_pct_without_over_with"] = [
+        figures["no-replay"]["forgetting_change_pct"],
+        figures["replay"]["forgetting_change_pct"],
+    ]
+    figures["test_f1_with_over_without"] = round(f1["ft:replay"] / f1["ft:no-replay"], 3)
+    return figures
+
+
 def load_figures(config, home: Path, steps: int) -> dict:
     """Seconds per training step idle, beside a CPU-bound process, and beside it with fixed threads."""
 
@@ -352,8 +410,9 @@ def main() -> None:
     parser.add_argument("--recipe-steps", type=int, default=None, help="default: the config's max_steps")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--raft-steps", type=int, default=None, help="default: the config's max_steps; 0 skips")
-    parser.add_argument("--parts", default="speed,recipes,raft,load")
+    parser.add_argument("--parts", default="speed,recipes,raft,replay,load")
     parser.add_argument("--load-steps", type=int, default=6)
+    parser.add_argument("--replay-share", type=float, default=0.2)
     parser.add_argument("--limit", type=int, help="answer only the first N test questions (a quick look)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -374,6 +433,9 @@ def main() -> None:
         if "raft" in parts and raft_steps:
             figures["raft"] = raft_comparison(config, home, raft_steps, args.limit)
             print("raft", figures["raft"], flush=True)
+        if "replay" in parts:
+            figures["replay"] = replay_figures(config, home, args.replay_share, args.recipe_steps, args.limit)
+            print("replay", figures["replay"], flush=True)
         if "load" in parts:
             figures["load"] = load_figures(config, home, args.load_steps)
             figures["step_under_load_over_idle"] = figures["load"]["step_under_load_over_idle"]

@@ -14,7 +14,7 @@ from workbench.data.prepare import prepare
 from workbench.finetune import METRIC_COLUMNS, finetune
 from workbench.models import fresh_causal_lm
 from workbench.train_data import IGNORE, collate, encode, length_grouped_batches, masked_lm_loss, recipe_conversations
-from workbench.workspace import read_json, run_paths
+from workbench.workspace import read_json, read_metrics, run_paths
 
 
 @pytest.fixture(scope="module")
@@ -299,3 +299,46 @@ def test_two_launched_processes_train_the_adapter_one_process_would(tmp_path, ti
     differ = sum(float((weights["two"][k] - w).norm()) for k, w in weights["one"].items() if "lora_B" in k)
     assert moved > 0 and differ < 0.02 * moved
     assert read_json(runs["two"].adapter_manifest)["steps"] == 4
+
+
+def test_replay_mixes_general_prose_into_training_and_the_probe_measures_on_prose_never_replayed(
+    prepared_home, tiny_llama_folder, tmp_path, monkeypatch
+):
+    import workbench.finetune as finetune_module
+    from workbench.data.loaders import BadInputError
+
+    seen = {}
+    real = finetune_module.length_grouped_batches
+
+    def spy(lengths, batch_size, seed):
+        seen.setdefault("lengths", list(lengths))
+        return real(lengths, batch_size, seed)
+
+    monkeypatch.setattr(finetune_module, "length_grouped_batches", spy)
+    config = _config(tiny_llama_folder, replay_share=0.2, max_length=256)
+    summary = finetune("demo", config, prepared_home, max_steps=2, progress=False, adapter="replay")
+    examples = summary["train_examples"]
+    assert summary["replay"] == {"share": 0.2, "examples": round(0.25 * examples), "text": None}
+    assert len(seen["lengths"]) == examples + summary["replay"]["examples"]  # the windows are in the batches
+    assert summary["replay"]["examples"] > 0 and seen["lengths"].count(256) >= summary["replay"]["examples"]
+    assert summary["forgetting"]["text"].endswith("general.txt (second half)")
+
+    without = finetune("demo", _config(tiny_llama_folder), prepared_home, max_steps=1, progress=False)
+    assert without["replay"] is None and without["forgetting"]["text"].endswith("general.txt")
+    with pytest.raises(BadInputError, match="finetune.replay_text: .* is not a file"):
+        config = _config(tiny_llama_folder, replay_share=0.1, replay_text=str(tmp_path / "missing.txt"))
+        finetune("demo", config, prepared_home, max_steps=1, progress=False)
+
+
+def test_with_tensorboard_installed_the_curves_and_events_also_go_to_event_files(prepared_home, tiny_llama_folder):
+    pytest.importorskip("tensorboard", reason="TensorBoard files are written only when tensorboard is installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    finetune("demo", _config(tiny_llama_folder), prepared_home, max_steps=4, progress=False, adapter="board")
+    paths = run_paths("demo", prepared_home, "board")
+    board = EventAccumulator(str(paths.tensorboard)).Reload()
+    assert [e.step for e in board.Scalars("loss/train")] == [1, 2, 3, 4]
+    assert [e.step for e in board.Scalars("loss/val")] == [2, 4]
+    assert {round(e.value, 4) for e in board.Scalars("loss/val")} == {
+        round(r["val_loss"], 4) for r in read_metrics(paths.metrics) if r["val_loss"]
+    }

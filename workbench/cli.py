@@ -632,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fresh.add_argument("--name", required=True, type=_run_name, help="run prepared (with a QA set) and indexed")
     fresh.add_argument("--facts", type=int, default=20, help="facts to change (default 20)")
-    fresh.add_argument("--variants", help="comma-separated (default: every local variant that can answer)")
+    fresh.add_argument("--variants", help="comma-separated (default: every built-in variant that can answer)")
 
     index = commands.add_parser("index", parents=[common], help="chunk, embed and index a prepared run's corpus")
     index.add_argument("--name", required=True, type=_run_name, help="run prepared with `workbench prepare`")

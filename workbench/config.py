@@ -130,6 +130,12 @@ class FinetuneConfig(_Section):
     """Warn when perplexity on the general-text probe rises by more than this percentage."""
     general_text: str | None = None
     """General prose for the forgetting probe; default: the shipped demo/general.txt."""
+    replay_share: float = Field(0.0, ge=0, lt=0.5)
+    """Share of the training examples that are windows of general prose (`replay_text`), every token learned, so the
+    adapter keeps practising general language (replay against forgetting); 0 turns it off."""
+    replay_text: str | None = None
+    """General prose replayed when `replay_share` > 0; default: the first half of the forgetting probe's text,
+    the probe then measuring on the second half only (never on what was replayed)."""
     seed: int = 13
     """Seed for LoRA initialisation, data order and dropout."""
 

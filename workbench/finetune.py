@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import random
+import shutil
 import tempfile
 import threading
 import time
@@ -136,12 +137,16 @@ class _Checkpoint:
 
 
 class _Log:
-    """metrics.csv and events.jsonl, appended as training runs; on resume, rows after the checkpoint are dropped."""
+    """metrics.csv and events.jsonl, appended as training runs; on resume, rows after the checkpoint are dropped.
+    With `tensorboard` installed, the same curves and events also go to TensorBoard event files in `tensorboard/`
+    beside them, for teams that track experiments there."""
 
     def __init__(self, paths: RunPaths, resume_step: int | None, writes: bool = True) -> None:
         self.metrics, self.events, self.writes = paths.metrics, paths.events, writes
+        self.board = None
         if not writes:  # another process of a data-parallel run writes the files
             return
+        self.board = _tensorboard(paths.tensorboard, None if resume_step is None else resume_step + 1)
         if resume_step is None:
             self.metrics.write_text(",".join(METRIC_COLUMNS) + "\n")
             self.events.write_text("")
@@ -160,14 +165,46 @@ class _Log:
             return
         with self.metrics.open("a", newline="") as fh:
             csv.DictWriter(fh, METRIC_COLUMNS).writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+        if self.board is not None:
+            for column, tag in BOARD_TAGS.items():
+                if row.get(column) is not None:
+                    self.board.add_scalar(tag, row[column], row["step"])
 
     def event(self, event: Event, bar=None) -> None:
         if not self.writes:
             return
         with self.events.open("a") as fh:
             fh.write(json.dumps(event.to_dict()) + "\n")
+        if self.board is not None:
+            self.board.add_text(f"events/{event.kind}", event.message, event.step)
         if event.kind != "best":
             (bar.write if bar is not None else print)(f"[{event.kind}] {event.message}")
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
+
+
+BOARD_TAGS = {
+    "train_loss": "loss/train",
+    "val_loss": "loss/val",
+    "val_perplexity": "perplexity/val",
+    "lr": "learning_rate",
+    "tokens_per_s": "tokens_per_s",
+}
+"""metrics.csv columns and their TensorBoard tags."""
+
+
+def _tensorboard(folder: Path, purge_step: int | None):
+    """A TensorBoard writer into `folder` (a resumed run drops the events after its checkpoint), or None when
+    `tensorboard` is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    if purge_step is None:
+        shutil.rmtree(folder, ignore_errors=True)  # a new run: the last run's curves would mix with these
+    return SummaryWriter(str(folder), purge_step=purge_step)
 
 
 def _fmt(value) -> str:
@@ -227,6 +264,9 @@ def finetune(
 
     train = encode_all("train")
     val = encode_all("val") or train[:32]
+    replayed, probe_windows = _general_text(settings, tokenizer)
+    replay = _replay_examples(replayed, len(train), settings)
+    train += replay
     cut = sum(all(label == IGNORE for label in item.labels) for item in train + val)
     if cut:
         raise BadInputError(
@@ -327,8 +367,11 @@ def finetune(
     state["outcome"] = state["outcome"] or "completed"
 
     forgetting = (
-        _forgetting_probe(model, tokenizer, paths.adapter, settings, log, state["step"]) if group.main else None
+        _forgetting_probe(model, tokenizer, paths.adapter, probe_windows, settings, log, state["step"])
+        if group.main
+        else None
     )
+    log.close()
     summary = {
         "adapter": paths.adapter_name,
         "base_model": config.model.base,
@@ -336,7 +379,10 @@ def finetune(
         "recipe": settings.recipe,
         "config": config.finetune.model_dump(mode="json"),
         "data_sha256": {s: file_sha256(paths.split(s)) for s in ("train", "val")},
-        "train_examples": len(train),
+        "train_examples": len(train) - len(replay),
+        "replay": {"share": settings.replay_share, "examples": len(replay), "text": settings.replay_text}
+        if replay
+        else None,
         "val_examples": len(val),
         "trainable_params": sum(p.numel() for p in trainable),
         "total_params": sum(p.numel() for p in model.parameters()),
@@ -389,13 +435,57 @@ def _raft_retriever(name: str, config: Config, home):
     return Retriever.load(name, config, home)
 
 
-def _forgetting_probe(model, tokenizer, adapter: Path, settings: FinetuneConfig, log: _Log, step: int) -> dict | None:
-    """Perplexity on general prose with and without the best adapter; a warning event past the threshold."""
+def _general_text(settings: FinetuneConfig, tokenizer) -> tuple[list[Encoded], tuple[str, list[Encoded]] | None]:
+    """(windows to replay, (probe's source, windows to probe)). Without its own `replay_text`, replay takes the first
+    half of the probe's text and the probe the second half, so the probe never measures what was replayed."""
     source = Path(settings.general_text) if settings.general_text else DEFAULT_GENERAL_TEXT
-    if not source.is_file():
+    windows = text_windows(source.read_text(encoding="utf-8"), tokenizer) if source.is_file() else []
+    probe = (str(source), windows) if windows else None
+    if not settings.replay_share:
+        return [], probe
+    if settings.replay_text:
+        own = Path(settings.replay_text)
+        if not own.is_file():
+            raise BadInputError(f"finetune.replay_text: {own} is not a file; name a text file of general prose")
+        return text_windows(own.read_text(encoding="utf-8"), tokenizer, settings.max_length), probe
+    if len(windows) < 2:
+        raise BadInputError(
+            f"finetune.replay_share: {source} is too short to share between replay and the forgetting probe; "
+            "name general prose with finetune.replay_text"
+        )
+    half = len(windows) // 2
+    ids = [token for w in windows[:half] for token in w.input_ids]
+    replayed = [
+        Encoded(ids[i : i + settings.max_length], ids[i : i + settings.max_length])
+        for i in range(0, len(ids), settings.max_length)
+    ]
+    return replayed, (f"{source} (second half)", windows[half:])
+
+
+def replay_count(examples: int, settings: FinetuneConfig) -> int:
+    """General-text windows added to `examples` training examples so they make `replay_share` of the whole."""
+    return round(settings.replay_share / (1 - settings.replay_share) * examples)
+
+
+def _replay_examples(windows: list[Encoded], examples: int, settings: FinetuneConfig) -> list[Encoded]:
+    """`replay_count` general-text windows, repeated in turn."""
+    return [windows[i % len(windows)] for i in range(replay_count(examples, settings))] if windows else []
+
+
+def _forgetting_probe(
+    model,
+    tokenizer,
+    adapter: Path,
+    probe: tuple[str, list[Encoded]] | None,
+    settings: FinetuneConfig,
+    log: _Log,
+    step: int,
+) -> dict | None:
+    """Perplexity on general prose with and without the best adapter; a warning event past the threshold."""
+    if probe is None:
         return None
+    source, windows = probe
     set_peft_model_state_dict(model, load_file(adapter / "adapter_model.safetensors"))
-    windows = text_windows(source.read_text(encoding="utf-8"), tokenizer)
     _, tuned = perplexity(model, windows, 4, tokenizer.pad_token_id)
     with model.disable_adapter():
         _, base = perplexity(model, windows, 4, tokenizer.pad_token_id)
@@ -405,12 +495,13 @@ def _forgetting_probe(model, tokenizer, adapter: Path, settings: FinetuneConfig,
             Event(
                 step,
                 "forgetting",
-                f"perplexity on {source.name} rose {change:.1f}% ({base:.2f} -> "
+                f"perplexity on {Path(source).name} rose {change:.1f}% ({base:.2f} -> "
                 f"{tuned:.2f}), above {settings.forgetting_warn_pct}%: the adapter may have forgotten "
-                "general language; try fewer steps, a lower learning rate or a smaller rank",
+                "general language; try fewer steps, a lower learning rate, a smaller rank or replay "
+                "(finetune.replay_share)",
             )
         )
-    return {"text": str(source), "base_perplexity": base, "finetuned_perplexity": tuned, "change_pct": change}
+    return {"text": source, "base_perplexity": base, "finetuned_perplexity": tuned, "change_pct": change}
 
 
 def _weights_hash(spec: str) -> str | None:

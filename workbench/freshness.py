@@ -125,7 +125,7 @@ def probe_freshness(
     `freshness_file`) the edits, each variant's share of new / old / both / neither, and the two update times."""
     from workbench.engine import Engine
     from workbench.retrieval.index import build_index
-    from workbench.variants import Decoding
+    from workbench.variants import BUILT_IN, Decoding
 
     config = config or Config()
     if facts < 1:
@@ -152,7 +152,7 @@ def probe_freshness(
         build_index(name, config, copy, update=True, progress=False)
         index_seconds = time.perf_counter() - started
         engine = Engine(config, name, copy)
-        chosen = list(variants or engine.local_variants())
+        chosen = list(variants or [v for v in engine.local_variants() if v in BUILT_IN])
         turns = engine.answer_batch([e.question for e in edits], chosen, Decoding.from_config(config.chat))
     answers = [
         {"qa_id": e.qa_id, "variant": v, "answer": turn[v].text, "outcome": outcome(turn[v].text, e)}

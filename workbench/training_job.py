@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from workbench.config import Config
-from workbench.finetune import planned_steps
+from workbench.finetune import planned_steps, replay_count
 from workbench.records import read_split
 from workbench.train_data import recipe_conversations
 from workbench.workspace import (
@@ -188,7 +188,7 @@ class TrainingJob:
             if settings.recipe == "raft"
             else len(recipe_conversations(self.paths, "train", settings.recipe, config.prepare.passage_words))
         )
-        return planned_steps(examples, settings, max_steps) if examples else None
+        return planned_steps(examples + replay_count(examples, settings), settings, max_steps) if examples else None
 
     def stop(self) -> bool:
         """Ask the run to end cleanly after its current step, keeping the best adapter; False when not running."""

@@ -105,6 +105,11 @@ class RunPaths:
         return self._training / "events.jsonl"
 
     @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files of the curves (written when `tensorboard` is installed)."""
+        return self._training / "tensorboard"
+
+    @property
     def adapter_manifest(self) -> Path:
         """The adapter's own manifest: recipe, hyperparameters, data hashes, timings, versions."""
         return self._training / "manifest.json"
