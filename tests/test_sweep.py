@@ -25,8 +25,8 @@ def test_a_grid_names_each_trial_after_its_settings_and_random_search_draws_from
         (["speed=1,2"], "unknown setting 'speed'"),
         (["lr="], "give values after '='"),
         (["lr=1", "learning_rate=2"], "already in the grid"),
-        (["max_steps=1,2"], "--budget-steps"),
-        ([], "at least one --grid"),
+        (["max_steps=1,2"], "step budget"),
+        ([], "at least one grid entry"),
     ):
         with pytest.raises(SweepError, match=why):
             parse_grid(bad)

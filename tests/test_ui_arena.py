@@ -31,6 +31,9 @@ class FakeArena:
     def unavailable(self) -> dict[str, str]:
         return {} if self.adapter else {v: "no adapter yet" for v in ("ft", "ft_rag")}
 
+    def adapter_aliases(self) -> dict[str, str]:
+        return {"ft": "default", "ft_rag": "default"} if self.adapter else {}
+
 
 class FakeJob:
     def __init__(self, status: JobStatus):

@@ -100,8 +100,12 @@ def test_train_tab_runs_a_sweep_shows_its_table_and_overlays_the_trials_curves(h
     assert table["adapter"].tolist() == ["lr1e-3", "lr5e-3"] and table["best"].tolist().count("*") == 1
     assert table["steps"].tolist() == [2, 2] and table["val token F1"].notna().all()
     assert sorted(done[tab.compare].choices) == [("lr1e-3", "lr1e-3"), ("lr5e-3", "lr5e-3")]
-    overlay = tab.on_compare("demo", ["lr1e-3", "lr5e-3"])[tab.overlay]
-    assert sorted(set(overlay["adapter"])) == ["lr1e-3", "lr5e-3"] and overlay["step"].tolist().count(2) == 2
+    figure = tab.on_compare("demo", ["lr1e-3", "lr5e-3"])[tab.overlay]
+    lines = figure.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["lr1e-3 (1)", "lr5e-3 (1)"]  # evaluated once, at step 2
+    assert all(list(line.get_xdata()) == [2] and line.get_marker() == "o" for line in lines)  # one point shows
+    assert len({line.get_color() for line in lines}) == 2 and tab.on_compare("demo", [])[tab.overlay] is None
+    assert f"The variant ft answers with adapter <b>{status.summary['best']}</b>" in done[tab.progress]  # promoted
 
 
 def test_curves_and_alerts_render_for_the_plots_and_escaped():

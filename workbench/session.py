@@ -380,6 +380,10 @@ class Arena:
         """Every variant that can answer here: the local ones, then the configured remote endpoints."""
         return self.engine.local_variants() + [REMOTE_PREFIX + r for r in self.config.chat.remotes]
 
+    def adapter_aliases(self) -> dict[str, str]:
+        """The adapters `ft` and `ft_rag` answer with; empty while the run has no adapter."""
+        return dict(self.engine.aliases) if self.name and self.engine.adapters else {}
+
     def unavailable(self) -> dict[str, str]:
         """The configured variants that cannot answer here, each with why (an adapter or index missing or broken)."""
         if not self.name:

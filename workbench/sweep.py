@@ -65,17 +65,17 @@ def parse_grid(grid: list[str]) -> dict[str, list[str]]:
         field = SHORT_KEYS.get(key.strip(), key.strip())
         if field not in FinetuneConfig.model_fields:
             short = ", ".join(f"{k} ({v})" for k, v in SHORT_KEYS.items())
-            raise SweepError(f"--grid {entry}: unknown setting {key!r}; use a finetune setting or one of {short}")
+            raise SweepError(f"grid entry {entry!r}: unknown setting {key!r}; use a finetune setting or one of {short}")
         if field in ("max_steps",):
-            raise SweepError(f"--grid {entry}: give the step budget with --budget-steps")
+            raise SweepError(f"grid entry {entry!r}: give max_steps as the step budget per trial, not in the grid")
         choices = [v.strip() for v in values.split(",") if v.strip()]
         if not choices:
-            raise SweepError(f"--grid {entry}: give values after '=', separated by commas (lr=1e-4,3e-4)")
+            raise SweepError(f"grid entry {entry!r}: give values after '=', separated by commas (lr=1e-4,3e-4)")
         if field in axes:
-            raise SweepError(f"--grid {entry}: {field} is already in the grid")
+            raise SweepError(f"grid entry {entry!r}: {field} is already in the grid")
         axes[field] = choices
     if not axes:
-        raise SweepError("give at least one --grid KEY=V1,V2")
+        raise SweepError("give at least one grid entry, KEY=V1,V2")
     return axes
 
 
@@ -112,7 +112,7 @@ def trial_config(config: Config, trial: Trial, recipe: str | None, budget_steps:
     if budget_steps is not None:
         settings["max_steps"] = budget_steps
     try:
-        return config_from_dict(config.model_dump() | {"finetune": config.finetune.model_dump() | settings}, "--grid")
+        return config_from_dict(config.model_dump() | {"finetune": config.finetune.model_dump() | settings}, "grid")
     except ConfigError as exc:
         raise SweepError(f"trial {trial.adapter}: {exc}") from None
 

@@ -169,6 +169,9 @@ class ArenaTab:
         choices, chosen = self.arena.choices(), self.arena.defaults()
         rater = rater_id(stored, request)
         note = f"You rate as **{rater}**." if self.arena.name else NO_RUN
+        aliases = self.arena.adapter_aliases()
+        if aliases:
+            note += f" `ft` is the adapter `{aliases['ft']}`, `ft_rag` the adapter `{aliases['ft_rag']}`."
         if self.arena.detector_problem:
             note += f" Claims are not checked: {self.arena.detector_problem}."
         training = self.job is not None and self.job.status().state == "running"

@@ -82,6 +82,8 @@ class ReportTab:
         admin = (access or Access()).admin_only
         self.export.click(admin(self.on_export), [self.what], [self.export_note, self.exported])
         self.refresh.click(admin(self.on_refresh), [self.eval, self.by, self.against], outputs)
+        for picker in (self.eval, self.against):  # a pick shows its report at once (`input`: the user's picks only)
+            picker.input(admin(self.on_refresh), [self.eval, self.by, self.against], outputs)
         tab.select(admin(self.on_refresh, quiet=True), [self.eval, self.by, self.against], outputs)
 
     def on_refresh(

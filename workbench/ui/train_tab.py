@@ -15,6 +15,7 @@ from typing import Literal, get_args, get_origin
 
 import gradio as gr
 import pandas as pd
+from matplotlib.figure import Figure
 from pydantic.fields import FieldInfo
 
 from workbench.config import Config, ConfigError, FinetuneConfig, config_from_dict
@@ -22,14 +23,17 @@ from workbench.data.loaders import BadInputError
 from workbench.training_job import JobRunning, JobStatus, TrainingJob
 from workbench.ui.access import Access
 from workbench.ui.render import esc
-from workbench.workspace import adapter_names, check_adapter_name, read_json, read_metrics, run_paths
+from workbench.workspace import adapter_aliases, adapter_names, check_adapter_name, read_json, read_metrics, run_paths
 
+LOSS_COLOURS = {"train loss": "#1f77b4", "val loss": "#d62728"}
+"""Fixed, so the val loss curve keeps its colour when it appears after the first train losses."""
 NO_RUN = "No prepared run yet: add your data in the Data tab (or run `workbench prepare`) first."
 ALERT_KINDS = ("spike", "overfit", "early_stop", "forgetting", "stopped")
 CSS = """
 .wb-train progress { width: 100%; height: 14px; }
 .wb-alerts li { margin: 4px 0; }
 .wb-alert-kind { font-weight: 700; text-transform: uppercase; font-size: 0.85em; margin-right: 6px; }
+.wb-failed { white-space: pre-wrap; }
 .wb-failed, .wb-alert-spike .wb-alert-kind, .wb-alert-overfit .wb-alert-kind, .wb-alert-forgetting .wb-alert-kind {
   color: #b42318;
 }
@@ -78,11 +82,11 @@ def status_html(status: JobStatus | None) -> str:
         "stopped": "stopped on request; the best adapter so far is kept",
         "failed": "failed",
     }[status.state]
-    what = f"adapter {status.adapter}"
+    what = "" if status.state == "idle" else f", adapter {status.adapter}"
     if status.trials:
         number = status.trials.index(status.adapter) + 1 if status.adapter in status.trials else 1
-        what = f"sweep of {len(status.trials)} trials, trial {number} ({status.adapter})"
-    parts = [f'<div class="wb-train"><p><b>{esc(status.name)}</b>, {esc(what)}: {esc(words)}']
+        what = f", sweep of {len(status.trials)} trials, trial {number} ({status.adapter})"
+    parts = [f'<div class="wb-train"><p><b>{esc(status.name)}</b>{esc(what)}: {esc(words)}']
     if status.step is not None:
         parts.append(f" · step {step}" + (f" / {total}" if total else ""))
     if status.elapsed_s is not None:
@@ -102,6 +106,17 @@ def status_html(status: JobStatus | None) -> str:
     if status.error:
         parts.append(f'<pre class="wb-failed">{esc(status.error)}</pre>')
     return "".join(parts) + "</div>"
+
+
+def aliases_html(home: Path, run: str) -> str:
+    """Which adapters the variants `ft` and `ft_rag` answer with, once the run has any."""
+    if not adapter_names(run, home):
+        return ""
+    aliases = adapter_aliases(run, home)
+    return (
+        f"<p>The variant ft answers with adapter <b>{esc(aliases['ft'])}</b>, ft_rag with "
+        f"<b>{esc(aliases['ft_rag'])}</b>; every other adapter A answers as ft:A.</p>"
+    )
 
 
 def alerts_html(events: list[dict]) -> str:
@@ -135,16 +150,21 @@ def perplexity_frame(rows: list[dict]) -> pd.DataFrame:
     )
 
 
-def overlay_frame(curves: dict[str, list[dict]]) -> pd.DataFrame:
-    """Val loss by step of each chosen adapter, long format (`step`, `val loss`, `adapter`): one colour each."""
-    points = [
-        (row["step"], row["val_loss"], adapter)
-        for adapter, rows in curves.items()
-        for row in rows
-        if row.get("val_loss") is not None
-    ]
-    frame = pd.DataFrame(points, columns=["step", "val loss", "adapter"])
-    return frame.astype({"step": "int64", "val loss": "float64", "adapter": "str"})
+def overlay_figure(curves: dict[str, list[dict]]) -> Figure | None:
+    """Val loss by step of each chosen adapter, one colour and marker line each (a sweep trial evaluated once is
+    one point), with a legend; None when none is chosen. Matplotlib draws it: Gradio's LinePlot fixes its colours
+    from the first data it is sent, so adapters picked later were drawn without a colour."""
+    if not curves:
+        return None
+    figure = Figure(figsize=(6, 3), layout="constrained")
+    axes = figure.add_subplot()
+    for adapter, rows in curves.items():
+        points = [(row["step"], row["val_loss"]) for row in rows if row.get("val_loss") is not None]
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{adapter} ({len(points)})")
+    axes.set_xlabel("step")
+    axes.set_ylabel("val loss")
+    axes.legend(title="adapter (evaluations)", fontsize="small")
+    return figure
 
 
 def sweep_frame(table: dict | None) -> pd.DataFrame:
@@ -240,13 +260,13 @@ class TrainTab:
                 )
                 with gr.Column():
                     self.sample = gr.Number(
-                        None, precision=0, label="Random trials", info="Empty: every combination", elem_id="wb-sweep-n"
+                        None, precision=0, label="Random trials", info="0: every combination", elem_id="wb-sweep-n"
                     )
                     self.budget = gr.Number(
                         None,
                         precision=0,
                         label="Step budget per trial",
-                        info="Empty: the form's max_steps or epochs",
+                        info="0: the form's max_steps or epochs",
                         elem_id="wb-sweep-budget",
                     )
                     self.promote = gr.Checkbox(
@@ -259,7 +279,9 @@ class TrainTab:
         self.message = gr.HTML(css_template=CSS, elem_id="wb-train-message")
         self.progress = gr.HTML(css_template=CSS, elem_id="wb-train-progress")
         with gr.Row():
-            self.losses = gr.LinePlot(x="step", y="loss", color="curve", title="Loss", elem_id="wb-train-loss")
+            self.losses = gr.LinePlot(
+                x="step", y="loss", color="curve", color_map=LOSS_COLOURS, title="Loss", elem_id="wb-train-loss"
+            )
             self.perplexity = gr.LinePlot(x="step", y="perplexity", title="Val perplexity", elem_id="wb-train-ppl")
         self.alerts = gr.HTML(css_template=CSS, elem_id="wb-train-alerts")
         with gr.Row():
@@ -270,9 +292,7 @@ class TrainTab:
                 info="Their val loss curves, one colour each",
                 elem_id="wb-train-compare",
             )
-            self.overlay = gr.LinePlot(
-                x="step", y="val loss", color="adapter", title="Val loss", elem_id="wb-train-overlay"
-            )
+            self.overlay = gr.Plot(label="Val loss of the chosen adapters", elem_id="wb-train-overlay")
         self.timer = gr.Timer(every_s)
 
         live = [self.progress, self.losses, self.perplexity, self.alerts, self.start, self.cancel, self.sweep_start]
@@ -303,7 +323,9 @@ class TrainTab:
             self.job_for(run).start(config, resume=resume, adapter=name)
         except (ConfigError, JobRunning, ValueError) as exc:
             return {self.message: f'<pre class="wb-failed">Not started. {esc(exc)}</pre>'} | self.on_refresh(run)
-        return {self.message: f"<p>Started training <b>{esc(run)}</b>.</p>"} | self.on_refresh(run)
+        adapter = self.job_for(run).status().adapter
+        started = f"<p>Started training adapter <b>{esc(adapter)}</b> of <b>{esc(run)}</b>.</p>"
+        return {self.message: started} | self.on_refresh(run)
 
     def on_sweep(self, run: str | None, grid: str, sample, budget, promote: bool, *values):
         if not run:
@@ -334,7 +356,7 @@ class TrainTab:
         rows = job.curves() if job else []
         running = status is not None and status.state == "running"
         return {
-            self.progress: status_html(status),
+            self.progress: status_html(status) + (aliases_html(self.home, run) if run else ""),
             self.losses: loss_frame(rows),
             self.perplexity: perplexity_frame(rows),
             self.alerts: alerts_html(job.alerts() if job else []),
@@ -347,4 +369,4 @@ class TrainTab:
 
     def on_compare(self, run: str | None, chosen: list[str] | None):
         curves = {a: read_metrics(run_paths(run, self.home, a).metrics) for a in chosen or []} if run else {}
-        return {self.overlay: overlay_frame(curves)}
+        return {self.overlay: overlay_figure(curves)}
