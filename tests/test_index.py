@@ -193,3 +193,50 @@ def test_dense_only_search_from_config(demo_index):
         "What is the offline buffer of the Skylark S3 Pro?"
     )
     assert len(hits) == config.index.top_k and 0 < hits[-1].score <= hits[0].score <= 1.0001
+
+
+def test_an_interrupted_build_resumes_from_the_chunks_it_had_embedded(demo_index, tmp_path, monkeypatch):
+    import workbench.retrieval.index as index_module
+    from workbench.retrieval.resume import checkpoint_folder
+
+    home = tmp_path / "home"
+    shutil.copytree(demo_index[0], home)
+    shutil.rmtree(index_paths("demo", home).root)
+    monkeypatch.setattr(index_module, "PART_CHUNKS", 100)
+    real, parts = index_module.embed_corpus, []
+
+    def interrupted(spec, texts, *args, **kwargs):
+        if len(parts) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the third part embeds
+        parts.append(len(texts))
+        return real(spec, texts, *args, **kwargs)
+
+    monkeypatch.setattr(index_module, "embed_corpus", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_index("demo", home=home, progress=False)
+    folder = checkpoint_folder(index_paths("demo", home).root)
+    assert parts == [100, 100] and len(list(folder.glob("part-*.npy"))) == 2
+    assert not index_paths("demo", home).manifest.exists()  # nothing half-written: no index yet
+
+    parts.clear()
+    monkeypatch.setattr(index_module, "PART_CHUNKS", 4096)
+    manifest = build_index("demo", home=home, progress=False)
+    chunks = manifest["counts"]["chunks"]
+    assert manifest["build"]["resumed_chunks"] == 200 and manifest["build"]["embedded_chunks"] == chunks - 200
+    assert parts == [chunks - 200] and not folder.exists()  # the rest embedded; the checkpoint gone with success
+    resumed = Retriever.load("demo", home=home)
+    built = Retriever.load("demo", home=demo_index[0])
+    vectors = [vectors_for(r.vectors, sorted(r.by_key)) for r in (resumed, built)]
+    # the same vectors up to the bf16 embedder's batch-to-batch rounding (parts batch the chunks differently)
+    assert (vectors[0] * vectors[1]).sum(axis=1).min() > 0.999
+    assert manifest["quality"]["test"] == demo_index[1]["quality"]["test"]
+
+
+def test_a_checkpoint_of_another_embedder_is_dropped(tmp_path):
+    from workbench.retrieval.resume import EmbeddingCheckpoint
+
+    folder = tmp_path / ".demo.embedding"
+    first = EmbeddingCheckpoint(folder, {"name": "a", "weights_sha256": "1"})
+    first.save(["one", "two"], np.ones((2, 3), dtype=np.float32))
+    assert sorted(first.load(["two", "three", "one"])) == [0, 2]
+    assert EmbeddingCheckpoint(folder, {"name": "b", "weights_sha256": "2"}).load(["one", "two"]) == {}

@@ -27,8 +27,11 @@ def embed(model, texts: list[str], batch_size: int = 32, progress: bool = False)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def embed_corpus(spec: str, texts: list[str], batch_size: int, device: str = "auto", progress: bool = False):
-    """Bulk embedding for index builds: `(vectors, how)`, where `how` records the precision and worker count.
+def embed_corpus(
+    spec: str, texts: list[str], batch_size: int, device: str = "auto", progress: bool = False, bar: tqdm | None = None
+):
+    """Bulk embedding for index builds: `(vectors, how)`, where `how` records the precision and worker count;
+    `bar` (a build's own, over all its parts) counts the chunks instead of a bar of this call's.
 
     On a CPU, small encoder batches leave cores idle between matrix products, so the texts (in length order, dealt
     round-robin so every share has the same mix of lengths) go to private copies of the embedder on worker threads
@@ -38,7 +41,8 @@ def embed_corpus(spec: str, texts: list[str], batch_size: int, device: str = "au
     dimension = workers[0].get_embedding_dimension()
     vectors = np.zeros((len(texts), dimension), dtype=np.float32)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    bar = tqdm(total=len(texts), desc="embedding", unit="chunk", disable=not progress)
+    own_bar = bar is None
+    bar = tqdm(total=len(texts), desc="embedding", unit="chunk", disable=not progress) if own_bar else bar
     lock = threading.Lock()
     total_threads = torch.get_num_threads()
     threads_each = max(1, total_threads // len(workers))
@@ -62,7 +66,8 @@ def embed_corpus(spec: str, texts: list[str], batch_size: int, device: str = "au
                     share.result()
     finally:
         torch.set_num_threads(total_threads)
-        bar.close()
+        if own_bar:
+            bar.close()
     how = {"dtype": str(next(workers[0].parameters()).dtype).removeprefix("torch."), "workers": len(workers)}
     return vectors, how
 

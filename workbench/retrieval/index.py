@@ -19,6 +19,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from tqdm import tqdm
 
 from workbench import __version__
 from workbench.config import Config, IndexConfig
@@ -28,6 +29,7 @@ from workbench.records import Chunk, Document, Example, read_split
 from workbench.retrieval.chunking import chunk_document, embedding_text, token_counter
 from workbench.retrieval.embedding import embed, embed_corpus, embedder_identity
 from workbench.retrieval.lexical import BM25, reciprocal_rank_fusion
+from workbench.retrieval.resume import PART_CHUNKS, EmbeddingCheckpoint, checkpoint_folder
 from workbench.retrieval.vectors import build_vector_index, configure_search, index_kind, search_vectors, vectors_for
 from workbench.workspace import (
     file_sha256,
@@ -168,12 +170,9 @@ def build_index(
             next_key += 1
 
     embed_started = time.perf_counter()
-    fresh, embedding = embed_corpus(
-        config.model.embedder,
-        [embedding_text(chunks[r]) for r in fresh_rows],
-        config.index.batch_size,
-        config.model.device,
-        progress,
+    checkpoint = EmbeddingCheckpoint(checkpoint_folder(paths.root), identity)
+    fresh, embedding, resumed = _embed_resumably(
+        [embedding_text(chunks[r]) for r in fresh_rows], config, identity["dimension"], checkpoint, progress
     )
     embed_seconds = time.perf_counter() - embed_started
     vectors = np.zeros((len(chunks), identity["dimension"]), dtype=np.float32)
@@ -205,18 +204,44 @@ def build_index(
         "build": {
             "mode": "update" if previous else "full",
             "why_full": None if previous else why_full,
-            "embedded_chunks": len(fresh_rows),
+            "embedded_chunks": len(fresh_rows) - resumed,
+            "resumed_chunks": resumed,
             "reused_chunks": len(reused_rows),
             "removed_chunks": previous["count"] - len(reused_rows) if previous else 0,
             "embedding": embedding,
             "embed_seconds": embed_seconds,
-            "chunks_per_s": len(fresh_rows) / embed_seconds if fresh_rows else None,
+            "chunks_per_s": (len(fresh_rows) - resumed) / embed_seconds if len(fresh_rows) > resumed else None,
         },
         "quality": quality_by_split(retriever, run),
         "versions": package_versions("faiss-cpu", "sentence-transformers", "torch") | {"workbench": __version__},
     }
     _write(paths, index, chunks, keys, manifest, started, retriever.lexical)
+    checkpoint.clear()
     return read_json(paths.manifest)
+
+
+def _embed_resumably(texts: list[str], config: Config, dimension: int, checkpoint, progress: bool):
+    """(vectors, how, chunks taken from the checkpoint): `texts` embedded in parts of `PART_CHUNKS`, each part
+    saved to `checkpoint` before the next, and the texts an interrupted build already embedded taken from it."""
+    vectors = np.zeros((len(texts), dimension), dtype=np.float32)
+    saved = checkpoint.load(texts)
+    for position, vector in saved.items():
+        vectors[position] = vector
+    todo = [i for i in range(len(texts)) if i not in saved]
+    how = None
+    with tqdm(total=len(texts), initial=len(saved), desc="embedding", unit="chunk", disable=not progress) as bar:
+        for start in range(0, len(todo), PART_CHUNKS):
+            part = todo[start : start + PART_CHUNKS]
+            embedded, how = embed_corpus(
+                config.model.embedder,
+                [texts[i] for i in part],
+                config.index.batch_size,
+                config.model.device,
+                bar=bar,
+            )
+            vectors[part] = embedded
+            checkpoint.save([texts[i] for i in part], embedded)
+    return vectors, how, len(saved)
 
 
 def chunk_from_row(row: dict) -> Chunk:
