@@ -63,8 +63,10 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 def _hidden(root: Path) -> list[Path]:
-    """Staging or set-aside folders left under `root` (every one starts with a dot)."""
-    return list(root.rglob(".*"))
+    """Staging or set-aside folders and temporary files left under `root` (every one starts with a dot). The
+    embedded chunks a failed index build keeps for its resume (`indexes/.NAME.embedding/`) are meant to stay, but
+    only as whole files: a temporary file inside it still counts."""
+    return [p for p in root.rglob(".*") if not (p.parent.name == "indexes" and p.name.endswith(".embedding"))]
 
 
 def _full_disk_at(monkeypatch, n: int) -> None:

@@ -38,8 +38,6 @@ class EmbeddingCheckpoint:
         identity_file = folder / "embedder.json"
         if folder.is_dir() and (not identity_file.is_file() or json.loads(identity_file.read_text()) != identity):
             shutil.rmtree(folder)  # another embedder's vectors, or a folder this code did not write
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(identity_file, identity)
 
     def load(self, texts: list[str]) -> dict[int, np.ndarray]:
         """{position in `texts`: its saved vector} for every text a saved part embedded."""
@@ -47,7 +45,7 @@ class EmbeddingCheckpoint:
         for position, text in enumerate(texts):
             wanted.setdefault(_digest(text), []).append(position)
         found: dict[int, np.ndarray] = {}
-        for hashes_file in sorted(self.folder.glob("part-*.json")):
+        for hashes_file in sorted(self.folder.glob("part-*.json")) if self.folder.is_dir() else []:
             vectors_file = hashes_file.with_suffix(".npy")
             if not vectors_file.is_file():
                 continue
@@ -62,12 +60,21 @@ class EmbeddingCheckpoint:
 
     def save(self, texts: list[str], vectors: np.ndarray) -> None:
         """Keep one embedded part: its vectors first, then the hashes that make it count."""
+        if not self.folder.is_dir():  # the first part: nothing is written for a build with nothing to embed
+            self.folder.mkdir(parents=True)
+            write_json_atomic(self.folder / "embedder.json", self.identity)
         number = len(list(self.folder.glob("part-*.json")))
         stem = self.folder / f"part-{number:06d}"
         fd, tmp = tempfile.mkstemp(prefix=".part.", suffix=".npy", dir=self.folder)
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
-        os.replace(tmp, stem.with_suffix(".npy"))
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, stem.with_suffix(".npy"))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         write_json_atomic(stem.with_suffix(".json"), [_digest(text) for text in texts])
 
     def clear(self) -> None:
