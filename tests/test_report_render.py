@@ -102,6 +102,7 @@ def demo_report() -> dict:
         },
         "drift": None,
         "freshness": None,
+        "raters": None,
         "quality": {
             "metric": "token_f1",
             "judges": ["token_f1", "key_facts"],

@@ -16,6 +16,7 @@ from peft import LoraConfig, get_peft_model
 
 from workbench.config import Config, LimitsConfig
 from workbench.models import fresh_causal_lm
+from workbench.rater_queue import QueueError
 from workbench.report.summary import variant_summary
 from workbench.session import Arena, ArenaError, Column, Source, blind_order, load_references, normalise_question
 from workbench.ui.render import column_html
@@ -141,6 +142,29 @@ def test_rating_then_vote_reveals_and_ends_the_blind_conversation(arena):
     assert [(r["vote"], r["comment"]) for r in turn_level] == [("all_bad", "none of them know")]
     summary = variant_summary(arena.store, "demo")
     assert summary[session.order[0]]["all_bad"] >= 1 and summary[best["variant"]]["wins"] >= 1
+
+
+def test_a_queued_question_is_served_to_each_rater_as_the_same_answers_in_their_own_blind_order(arena):
+    assert arena.load_queue("agree", "test", ["base", "ft"], raters=2, limit=2) == 2
+    assert [q["queue"] for q in arena.queues()] == ["agree"]
+    seen = {}
+    for rater, seed in (("q1", 1), ("q2", 2)):
+        session, item = arena.queued_session(rater, "agree", seed=seed)
+        assert sorted(session.variants) == ["base", "ft"] and session.turns == 0
+        list(session.ask(item.question, item.id))
+        with pytest.raises(ArenaError, match="opens a conversation"):
+            next(session.ask(item.question, item.id))
+        seen[rater] = (item.id, {v: session.columns[session.order.index(v)].text for v in session.order})
+        session.rate(stars={"A": 4, "B": 2}, vote="A")
+    (first, texts1), (second, texts2) = seen["q1"], seen["q2"]
+    assert first == second  # the second rater is served what the first rated: their ratings overlap
+    assert texts1 == texts2  # greedy and batch invariant: the same answers, whatever the column order
+    turns = {r["turn_id"]: r["queue_question_id"] for r in arena.store.ratings("demo") if r["rater"] in ("q1", "q2")}
+    assert set(turns.values()) == {first}
+    progress = arena.queues()[0]
+    assert (progress["questions"], progress["complete"], progress["votes"]) == (2, 1, 2)
+    with pytest.raises(QueueError, match="no queue 'nope'"):
+        arena.queued_session("q1", "nope")
 
 
 def test_bad_requests_are_clear_errors(arena):

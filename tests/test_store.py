@@ -418,11 +418,12 @@ def test_opening_a_version_0_store_creates_the_schema(tmp_path):
     raw.commit()
     raw.close()
     with Store.open(path) as opened:
-        assert opened.schema_version() == 2
+        assert opened.schema_version() == len(MIGRATIONS)
         tables = {row["name"] for row in opened._rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert tables == {"schema_migrations", "runs", "conversations", "turns", "answers", "judgements", "claim_flags"} | {
         "ratings",
         "evals",
+        "queue_questions",
     }
 
 
@@ -432,11 +433,14 @@ def test_an_older_store_is_upgraded_one_transaction_per_migration(target, monkey
     add_note = Migration.same("ALTER TABLE runs ADD COLUMN note TEXT", "UPDATE runs SET note = 'migrated'")
     broken = Migration.same("ALTER TABLE runs ADD COLUMN other TEXT", "THIS IS NOT SQL")
     monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, add_note, broken])
-    with pytest.raises(StoreUnusable, match="(?s)upgrading the store to schema version 4 failed.*left at version 3"):
+    now = len(MIGRATIONS)
+    with pytest.raises(
+        StoreUnusable, match=f"(?s)upgrading the store to schema version {now + 2} failed.*left at version {now + 1}"
+    ):
         Store.open(target)
     monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, add_note])
     with Store.open(target) as opened:
-        assert opened.schema_version() == 3
+        assert opened.schema_version() == now + 1
         row = opened.ensure_run("kept")
     assert (row["config"], row["note"]) == ({"x": 1}, "migrated")
     assert "other" not in row
@@ -445,7 +449,9 @@ def test_an_older_store_is_upgraded_one_transaction_per_migration(target, monkey
 def test_a_store_newer_than_the_code_is_refused(target):
     with Store.open(target) as opened:
         opened._execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (7, "later"))
-    with pytest.raises(StoreUnusable, match="schema version 7 but this workbench knows versions up to 2"):
+    with pytest.raises(
+        StoreUnusable, match=f"schema version 7 but this workbench knows versions up to {len(MIGRATIONS)}"
+    ):
         Store.open(target)
 
 
@@ -538,10 +544,14 @@ def test_a_version_1_store_is_upgraded_keeping_every_row_and_foreign_key(target,
         assert all(before.values())
     monkeypatch.undo()
     with Store.open(target) as store:
-        assert store.schema_version() == 2
+        assert store.schema_version() == len(MIGRATIONS)
         after = {table: raw_rows(store, table) for table in tables}
         new_columns = {"eval_id": None, "qa_id": None, "gold_rank": None}
-        assert after == {**before, "answers": [{**row, **new_columns} for row in before["answers"]]}
+        assert after == {
+            **before,
+            "answers": [{**row, **new_columns} for row in before["answers"]],
+            "turns": [{**row, "queue_question_id": None} for row in before["turns"]],
+        }
         answer_ids = [a["id"] for a in store.answers("r")]
         assert answer_ids == [f"{t}-{v}" for t in ("t1", "t2") for v in ("base", "ft", "rag")]
         assert [j["id"] for j in store.judgements()] == [j["id"] for j in before["judgements"]]
@@ -596,11 +606,14 @@ def test_a_migration_that_breaks_a_foreign_key_is_rolled_back(tmp_path, monkeypa
         postgresql=(),
     )
     monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, dangling])
-    with pytest.raises(StoreUnusable, match="(?s)version 3 failed \\(it breaks 1 foreign keys.*left at version 2"):
+    now = len(MIGRATIONS)
+    with pytest.raises(
+        StoreUnusable, match=f"(?s)version {now + 1} failed \\(it breaks 1 foreign keys.*left at version {now}"
+    ):
         Store.open(path)
     monkeypatch.undo()
     with Store.open(path) as store:
-        assert store.schema_version() == 2 and store.judgements() == []
+        assert store.schema_version() == now and store.judgements() == []
         assert store._one("PRAGMA foreign_keys") == {"foreign_keys": 1}
 
 

@@ -34,6 +34,9 @@ class FakeArena:
     def adapter_aliases(self) -> dict[str, str]:
         return {"ft": "default", "ft_rag": "default"} if self.adapter else {}
 
+    def queues(self) -> list[dict]:
+        return []
+
 
 class FakeJob:
     def __init__(self, status: JobStatus):

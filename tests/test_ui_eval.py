@@ -165,3 +165,16 @@ def test_progress_figures_and_evals_are_escaped():
     frame = evals_frame(evals)
     assert frame["id"].tolist() == ["b", "a"] and frame["stored / total"].tolist() == ["4 / 4", "1 / 3"]
     assert frame["finished"].tolist()[1] == ""
+
+
+def test_an_admin_queues_the_forms_questions_for_raters_from_the_tab(home):
+    tab = _tab(home, Config())
+    assert "No rater queue" in tab.on_open(None, None)[tab.queues]
+    done = tab.on_queue(["base", "rag"], "test", 3, "week<1>", 2)
+    assert "Not queued" in done[tab.message] and "week&lt;1&gt;" in done[tab.message]
+    done = tab.on_queue(["base"], "test", 3, "week1", 2)
+    assert "Not queued" in done[tab.message] and "2 to 4 variants" in done[tab.message]
+    done = tab.on_queue(["base", "rag"], "test", 3, "week1", 2)
+    assert "Queued 3 question(s) as <b>week1</b>" in done[tab.message]
+    assert "<td>week1</td><td>base, rag</td><td>3</td><td>0 (by 2)</td>" in done[tab.queues]
+    assert "already loaded" in tab.on_queue(["base", "rag"], "test", 0, "week1", 2)[tab.message]

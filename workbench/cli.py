@@ -240,6 +240,8 @@ def _report(args: argparse.Namespace) -> int:
     if not (resolve_home(args.home) / "runs" / args.name).is_dir():
         raise BadInputError(f"--name {args.name}: no such run in {resolve_home(args.home)}; prepare it first")
     config, pairs = load_config(args.config), [tuple(pair) for pair in args.compare or ()]
+    if args.drop_flagged_raters:
+        config = config.model_copy(update={"report": config.report.model_copy(update={"drop_flagged_raters": True})})
     with Store.open(home=args.home) as store:
         evals = {row["id"] for row in store.evals(args.name)}
         drift = [pair for pair in pairs if set(pair) <= evals]  # two eval ids: drift; else two variants
@@ -366,6 +368,28 @@ def _export(args: argparse.Namespace) -> int:
     with Store.open(home=args.home) as store:
         count = write_rows(export_rows(store, args.what, args.name), Path(args.out))
     print(f"wrote {count} {args.what} row(s) of {args.name} to {args.out}")
+    return 0
+
+
+def _queue(args: argparse.Namespace) -> int:
+    from workbench.rater_queue import load_queue, queue_progress
+    from workbench.store import Store
+
+    if not (resolve_home(args.home) / "runs" / args.name).is_dir():
+        raise BadInputError(f"--name {args.name}: no such run in {resolve_home(args.home)}; prepare it first")
+    with Store.open(home=args.home) as store:
+        if args.load:
+            variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
+            config = load_config(args.config)
+            count = load_queue(
+                store, args.name, args.load, args.split, variants, args.raters, args.limit, args.home, config.chat
+            )
+            print(f"queued {count} question(s) of {args.split} as {args.load}; raters take them in the arena")
+        for q in queue_progress(store, args.name):
+            print(
+                f"{q['queue']}: {q['complete']} of {q['questions']} questions rated by {q['raters_wanted']} raters, "
+                f"{q['started']} started, {q['votes']} votes ({', '.join(q['variants'])})"
+            )
     return 0
 
 
@@ -615,6 +639,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("A", "B"),
         help="also compare variant A with B (repeatable); or, given two eval ids, the drift from eval A to eval B",
     )
+    report.add_argument(
+        "--drop-flagged-raters",
+        action="store_true",
+        help="leave raters far below the others' agreement out of every human figure (report.drop_flagged_raters)",
+    )
+
+    queue = commands.add_parser(
+        "queue", parents=[common], help="load a question set for several raters to rate blind; list queues"
+    )
+    queue.add_argument("--name", required=True, type=_run_name, help="run the raters compare variants of")
+    queue.add_argument("--load", metavar="QUEUE", type=_run_name, help="name of a new queue to load (else: list)")
+    queue.add_argument("--split", default="test", help="test (default), val or a QA file (.jsonl / .csv)")
+    queue.add_argument("--variants", help="comma-separated, 2 to 4 (default: chat.variants)")
+    queue.add_argument("--raters", type=int, default=2, help="raters each question is served to (default 2)")
+    queue.add_argument("--limit", type=int, help="queue only the first N questions")
 
     export = commands.add_parser(
         "export", parents=[common], help="write stored ratings, answers or evals, or DPO / SFT data from the votes"
@@ -689,6 +728,7 @@ COMMANDS = {
     "sweep": _sweep,
     "eval": _eval,
     "report": _report,
+    "queue": _queue,
     "export": _export,
     "probe-freshness": _probe_freshness,
     "index": _index,

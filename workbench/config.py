@@ -266,6 +266,12 @@ class ReportConfig(_Section):
     """Price of one hour of the GPU machine, used for work that ran on a GPU."""
     remote_prices: dict[str, RemotePrice] = {}
     """Per remote endpoint (its name under `chat.remotes`), the price of its tokens."""
+    rater_alpha_gap: float = Field(0.3, gt=0, le=2)
+    """With three raters or more, a rater whose Krippendorff's alpha with the others is this far below the median of
+    the rest (or below 0, no better than chance) is flagged in the report's rater agreement."""
+    drop_flagged_raters: bool = False
+    """Leave the flagged raters' ratings out of every human figure (votes, stars, flags), as arena operators filter
+    anomalous voters; the report names who was left out."""
 
 
 class LimitsConfig(_Section):

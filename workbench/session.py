@@ -26,6 +26,7 @@ from pathlib import Path
 from workbench.config import Config, LimitsConfig
 from workbench.data.loaders import BadInputError
 from workbench.data.split import SPLITS
+from workbench.rater_queue import QueuedQuestion, load_queue, next_question, queue_progress
 from workbench.records import COLUMN_LABELS, read_split
 from workbench.scoring import ScoreItem, Scorer, configured_detector
 from workbench.variants import REMOTE_PREFIX, Decoding
@@ -172,11 +173,13 @@ class ArenaSession:
 
     # -- asking ----------------------------------------------------------------------------------------------------
 
-    def ask(self, question: str) -> Iterator[Column]:
+    def ask(self, question: str, queue_question_id: int | None = None) -> Iterator[Column]:
         """Answer `question` in every column at once, yielding a snapshot of each column as its text grows.
 
         Every column ends with a `done` snapshot; after all are done, each column is yielded once more with its
-        judge scores and claims (`checked`). The last turn's answers are then what `rate` rates.
+        judge scores and claims (`checked`). The last turn's answers are then what `rate` rates. A queued question
+        (`queue_question_id`, see `workbench.rater_queue`) opens a conversation: with no history before it, every
+        rater it is served to judges the same answers.
         """
         question = (question or "").strip()
         if not question:
@@ -189,6 +192,8 @@ class ArenaSession:
         with self._locked():
             if self.voted:
                 raise ArenaError("the names are revealed: start a new conversation to keep comparing blind")
+            if queue_question_id is not None and self.turns:
+                raise ArenaError("a queued question opens a conversation: start a new one first")
             if self.conversation_id is None:
                 self.conversation_id = self.store.start_conversation(self.run, self.rater, self.variants, self.order)
             label_of = {v: label for label, v in self._variant_of.items()}
@@ -204,7 +209,7 @@ class ArenaSession:
                     column = by_label[label_of[event.variant]]
                     column.text = event.text
                     if event.done:
-                        self._finish(column, event.answer)
+                        self._finish(column, event.answer, queue_question_id)
                     yield replace(column)
             finally:
                 events.close()
@@ -217,11 +222,11 @@ class ArenaSession:
             for column in self.columns:
                 yield replace(column)
 
-    def _finish(self, column: Column, answer) -> None:
+    def _finish(self, column: Column, answer, queue_question_id: int | None = None) -> None:
         """Store a finished answer (and its turn, with the first answer) and keep what the column shows."""
         if self.turn_id is None:
             self.turn_id = answer.turn_id
-            self.store.add_turn(self.conversation_id, answer.turn_id, answer.question)
+            self.store.add_turn(self.conversation_id, answer.turn_id, answer.question, queue_question_id)
         self.store.add_answer(answer.to_dict())
         self._answers[column.label] = answer
         column.done, column.answer_id, column.text = True, answer.id, answer.text
@@ -334,7 +339,8 @@ class Arena:
         self.references = load_references(name, self.home) if name else {}
         self.detector, self.detector_problem = None, None
         self.version = 0
-        """Counts switches and reloads: a browser that showed an older version refreshes its variant choices."""
+        """Counts switches, reloads and queues loaded: a browser that showed an older version refreshes its variant
+        and queue choices."""
         self._engine = None
         self._lock = threading.Lock()
         self._asks: dict[str, list[float]] = {}  # rater -> when each of their asks in flight was accepted
@@ -415,6 +421,28 @@ class Arena:
                 self._asks[rater] = started
             else:
                 self._asks.pop(rater, None)
+
+    def queued_session(self, rater: str, queue: str, seed: int | None = None) -> tuple[ArenaSession, QueuedQuestion]:
+        """A new conversation of `rater` with queue `queue`'s variants, and the queued question to ask in it first
+        (`session.ask(item.question, item.id)`)."""
+        if not self.name:
+            raise ArenaError("no prepared run: add your data in the Data tab, or run `workbench prepare`")
+        item = next_question(self.store, self.name, queue, rater)
+        return self.session(rater, list(item.variants), seed), item
+
+    def load_queue(self, queue: str, split: str, variants: list[str], raters: int, limit: int | None = None) -> int:
+        """Queue questions of the served run for raters (`workbench.rater_queue.load_queue`); open arenas offer the
+        queue at their next refresh."""
+        if not self.name:
+            raise ArenaError("no prepared run: add your data in the Data tab, or run `workbench prepare`")
+        count = load_queue(self.store, self.name, queue, split, variants, raters, limit, self.home, self.config.chat)
+        with self._lock:
+            self.version += 1
+        return count
+
+    def queues(self) -> list[dict]:
+        """The served run's rater queues with their progress (`workbench.rater_queue.queue_progress`)."""
+        return queue_progress(self.store, self.name) if self.name else []
 
     def session(self, rater: str, variants: list[str], seed: int | None = None) -> ArenaSession:
         if not self.name:

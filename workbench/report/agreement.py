@@ -1,4 +1,5 @@
-"""How well automatic judgements agree with people: Cohen's kappa (scikit-learn) and Spearman (scipy), for the report.
+"""How well automatic judgements agree with people, and people with each other, for the report: Cohen's kappa
+(scikit-learn), Spearman (scipy) and Krippendorff's alpha (nltk, which rouge-score already brings).
 
 Each returns an `Agreement` with the number of pairs used (pairs with a missing side are dropped) and, when the
 statistic is undefined (too few pairs, a constant side), value None with the reason rather than a number.
@@ -58,3 +59,31 @@ def cohen_kappa(automatic: list[bool | None], human: list[bool | None]) -> Agree
         return Agreement(None, n, "both sides give every answer the same flag; kappa is undefined", details)
     kappa = cohen_kappa_score([p[0] for p in pairs], [p[1] for p in pairs], labels=[False, True])
     return Agreement(float(kappa), n, None, details)
+
+
+ALPHA_LEVELS = ("interval", "nominal")
+
+
+def krippendorff_alpha(values: dict[tuple[str, object], object], level: str) -> Agreement:
+    """Krippendorff's alpha of `{(coder, unit): value}`: 1 - observed / expected disagreement, over the units that
+    two coders or more valued (the rest cannot disagree). `interval` compares numbers by squared difference (stars),
+    `nominal` by equality (votes). `n` is the number of pairable units; `details` holds the pairable values."""
+    from nltk.metrics.agreement import AnnotationTask
+    from nltk.metrics.distance import binary_distance, interval_distance
+
+    if level not in ALPHA_LEVELS:
+        raise ValueError(f"level {level!r}: choose one of {', '.join(ALPHA_LEVELS)}")
+    coders: dict[object, set] = {}
+    for coder, unit in values:
+        coders.setdefault(unit, set()).add(coder)
+    triples = [(str(coder), str(unit), value) for (coder, unit), value in values.items() if len(coders[unit]) > 1]
+    units = len({unit for _, unit, _ in triples})
+    details = {"values": len(triples)}
+    if units == 0:
+        return Agreement(None, 0, "no unit was rated by two raters or more", details)
+    if len({value for _, _, value in triples}) == 1:
+        return Agreement(
+            None, units, "every rating is the same; alpha is undefined (no expected disagreement)", details
+        )
+    distance = interval_distance if level == "interval" else binary_distance
+    return Agreement(float(AnnotationTask(triples, distance=distance).alpha()), units, None, details)

@@ -4,6 +4,7 @@ and what the HTML, the Markdown and the Report tab render)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from workbench.report.cost import cost_section, training_section
 from workbench.report.decision import decide
@@ -11,6 +12,7 @@ from workbench.report.drift import drift_section
 from workbench.report.hallucination import hallucination_section
 from workbench.report.preference import preference_section
 from workbench.report.quality import attribution_section, breakdown_section, quality_section
+from workbench.report.raters import rater_section
 from workbench.report.rows import ReportRows
 
 
@@ -18,6 +20,10 @@ def build_report(rows: ReportRows, by=(), compare=(), before: ReportRows | None 
     """The report's sections from `rows`; with `before` (the rows of an earlier eval of the run), also the drift
     from that eval to this one."""
     started = time.perf_counter()
+    raters = rater_section(rows.ratings, rows.arena_judgements, rows.config.report.rater_alpha_gap)
+    if raters and raters["flagged"] and rows.config.report.drop_flagged_raters:
+        raters["dropped"] = sorted(raters["flagged"])
+        rows = replace(rows, ratings=[r for r in rows.ratings if r["rater"] not in raters["flagged"]])
     preference = preference_section(rows)
     hallucination = hallucination_section(rows)
     cost = cost_section(rows)
@@ -36,11 +42,17 @@ def build_report(rows: ReportRows, by=(), compare=(), before: ReportRows | None 
         "attribution": attribution_section(rows) if rows.eval else None,
         "cost": cost,
         "training": training_section(rows),
+        "raters": raters,
         "freshness": _freshness(rows.freshness),
         "notes": list(rows.notes),
     }
     if report["quality"]:
         report["notes"] = [*report["notes"], *report["quality"].pop("notes")]
+    if raters and raters["dropped"]:
+        report["notes"].append(
+            f"ratings of {', '.join(raters['dropped'])} are left out of every human figure "
+            "(report.drop_flagged_raters): their agreement with the other raters is far below the rest"
+        )
     if "type" in by and "type" in report["breakdowns"]:
         report["notes"].append("--by type: results are always broken down by question type")
     report["seconds"] = time.perf_counter() - started

@@ -42,6 +42,7 @@ RATING_CSV_COLUMNS = (
     "conversation_id",
     "turn_id",
     "position",
+    "queue_question_id",
     "rater",
     "answer_id",
     "variant",
@@ -54,7 +55,8 @@ RATING_CSV_COLUMNS = (
     "answer",
 )
 """The columns of a ratings export: the rating row of `Store.ratings`, with its run, turn and variant (its column
-letter before the vote), the turn's question and the rated answer's text."""
+letter before the vote), the queued question it answers (`workbench.rater_queue`; empty in free chat), the turn's
+question and the rated answer's text."""
 UNREVEALED = ("prompt", "tokens_in", "adapter_id", "index_id", "chunk_ids", "chunk_scores", "decoding")
 """What an unvoted arena answer's export leaves out: each would point at its variant (a prompt with sources or
 examples is longer). What the arena itself shows before the vote (text, timings, tokens out, judges, claims) stays."""

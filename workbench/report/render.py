@@ -35,7 +35,8 @@ SECTIONS = (
     "Notes",
 )
 """The section headings, in order; a "Drift" section follows Quality when a second eval was compared, and a
-"Freshness" section follows Cost when the run has a freshness probe."""
+"Freshness" section follows Cost when the run has a freshness probe, and a "Rater agreement" section follows Human
+preference when raters rated queued questions."""
 
 STATUS_TEXT = {
     "recommend": "recommend",
@@ -102,6 +103,8 @@ def report_blocks(report: dict) -> list[Block]:
         blocks += [Heading(2, name), *section(report)]
         if name == "Quality" and report.get("drift"):
             blocks += [Heading(2, "Drift"), *_drift(report)]
+        if name == "Human preference" and report.get("raters"):
+            blocks += [Heading(2, "Rater agreement"), *_raters(report)]
         if name == "Cost" and report.get("freshness"):
             blocks += [Heading(2, "Freshness"), *_freshness(report)]
     return blocks
@@ -445,6 +448,54 @@ def _freshness(report: dict) -> list[Block]:
             ],
         ),
     ]
+
+
+def _raters(report: dict) -> list[Block]:
+    r = report["raters"]
+    alike = r["vote_agreement"]
+    blocks: list[Block] = [
+        Paragraph(
+            f"{plural(r['raters'], 'rater')} voted on {plural(r['questions'], 'queued question')} (each served blind "
+            f"to several raters, who saw the same answers). Krippendorff's alpha on stars: {_alpha(r['stars_alpha'])}; "
+            f"on votes: {_alpha(r['votes_alpha'])}; raters voted alike in {_pct(alike['share'])} of "
+            f"{plural(alike['pairs'], 'pair')}. Alpha is 1 for perfect agreement and 0 for chance; 0.8 is the usual "
+            "floor for firm conclusions from ratings, 0.667 for tentative ones. Each rater's alpha is with the other "
+            "raters on what both rated; Spearman compares their stars with each judge's scores."
+        )
+    ]
+    judges = sorted({j for entry in r["per_rater"].values() for j in entry["judges"]})
+    rows = []
+    for rater, entry in r["per_rater"].items():
+        correlations = [number(entry["judges"].get(j, {}).get("value")) for j in judges]
+        flag = "dropped" if rater in r["dropped"] else "flagged" if rater in r["flagged"] else ""
+        rows.append(
+            [
+                rater,
+                _count(entry["questions"]),
+                _alpha(entry["stars_alpha"]),
+                _alpha(entry["votes_alpha"]),
+                _pct(entry["vote_agreement"]["share"]),
+                *correlations,
+                flag,
+            ]
+        )
+    header = ["rater", "questions", "alpha, stars", "alpha, votes", "votes alike", *[f"Spearman, {j}" for j in judges]]
+    blocks.append(Table([*header, "far below the rest"], rows))
+    if r["flagged"]:
+        action = (
+            "their ratings are left out of every human figure (report.drop_flagged_raters)"
+            if r["dropped"]
+            else "`report.drop_flagged_raters: true` leaves them out of every human figure"
+        )
+        blocks.append(Bullets([f"{rater}: {why}" for rater, why in r["flagged"].items()] + [action]))
+    return blocks
+
+
+def _alpha(entry: dict) -> str:
+    """An alpha with the units behind it, or why it is undefined."""
+    if entry["value"] is None:
+        return f"- ({entry['reason']})" if entry["n"] else "-"
+    return f"{entry['value']:.3f} (n={entry['n']})"
 
 
 def _preference(report: dict) -> list[Block]:

@@ -18,6 +18,17 @@ _ANSWER_RUN = (
 _EVAL_ORDER = "a.eval_id IS NOT NULL, e.started_at, e.id, a.qa_id, CASE WHEN a.eval_id IS NOT NULL THEN a.variant END"
 
 
+# Per queued question q: the raters shown it, and the raters who voted on it.
+_SERVED = (
+    "(SELECT COUNT(DISTINCT c.rater) FROM turns t JOIN conversations c ON c.id = t.conversation_id "
+    "WHERE t.queue_question_id = q.id) AS served"
+)
+_VOTED = (
+    "(SELECT COUNT(DISTINCT r.rater) FROM ratings r JOIN turns t ON t.id = r.turn_id "
+    "WHERE t.queue_question_id = q.id AND r.vote IS NOT NULL) AS voted"
+)
+
+
 class Queries(Connection):
     def conversations(self, run: str | None = None) -> list[dict]:
         """Conversation rows (variants and blind order decoded), oldest first."""
@@ -42,7 +53,7 @@ class Queries(Connection):
         where, params = _where(("c.run", run))
         with self._transaction(write=False):
             return self._rows(
-                "SELECT r.*, c.run, c.blind_order, t.conversation_id, t.position, a.variant "
+                "SELECT r.*, c.run, c.blind_order, t.conversation_id, t.position, t.queue_question_id, a.variant "
                 "FROM ratings r "
                 "JOIN turns t ON t.id = r.turn_id JOIN conversations c ON c.id = t.conversation_id "
                 f"LEFT JOIN answers a ON a.id = r.answer_id{where} ORDER BY r.id",
@@ -71,6 +82,27 @@ class Queries(Connection):
                 f"JOIN answers a ON a.id = f.answer_id {_ANSWER_RUN}{where} "
                 f"ORDER BY {_EVAL_ORDER}, f.answer_id, f.detector, f.position",
                 params,
+            )
+
+    def queue_questions(self, run: str, queue: str | None = None) -> list[dict]:
+        """Queued questions of `run` (of one `queue` when given) in load order, each with `served` (raters who were
+        shown it) and `voted` (raters who voted on it)."""
+        where, params = _where(("q.run", run), ("q.queue", queue))
+        with self._transaction(write=False):
+            return self._rows(f"SELECT q.*, {_SERVED}, {_VOTED} FROM queue_questions q{where} ORDER BY q.id", params)
+
+    def next_queue_question(self, run: str, queue: str, rater: str) -> dict | None:
+        """The question of `queue` that `rater` should rate next, or None when they were shown every one: one never
+        shown to them, those still short of their raters first, then the most voted (so that overlapping ratings,
+        what agreement needs, build up from the first questions rather than one rater per question), earliest."""
+        with self._transaction(write=False):
+            return self._one(
+                f"SELECT * FROM (SELECT q.*, {_SERVED}, {_VOTED} FROM queue_questions q "
+                "WHERE q.run = ? AND q.queue = ? AND NOT EXISTS (SELECT 1 FROM turns t JOIN conversations c ON "
+                "c.id = t.conversation_id WHERE t.queue_question_id = q.id AND c.rater = ?)) s "
+                "ORDER BY CASE WHEN s.voted >= s.raters_wanted THEN 1 ELSE 0 END, s.voted DESC, s.position "
+                "LIMIT 1",
+                (run, queue, rater),
             )
 
     def eval(self, eval_id: str) -> dict | None:

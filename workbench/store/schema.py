@@ -193,9 +193,30 @@ _SCHEMA_2_POSTGRES = (
     "ALTER TABLE answers ADD CONSTRAINT answers_eval_qa CHECK (eval_id IS NULL OR qa_id IS NOT NULL)",
 )
 
+# Version 3: rater queues, question sets an admin loads so that each question is served blind to several raters
+# (their ratings of the same answers can then be compared), and the queued question a turn answers. SQLite may add
+# a column with a REFERENCES clause when its default is NULL.
+_SCHEMA_3 = (
+    """CREATE TABLE queue_questions (
+        id {serial} PRIMARY KEY,
+        run TEXT NOT NULL REFERENCES runs (name),
+        queue TEXT NOT NULL,
+        position INTEGER NOT NULL CHECK (position >= 0),
+        question TEXT NOT NULL,
+        qa_id TEXT,
+        variants TEXT NOT NULL,
+        raters_wanted INTEGER NOT NULL CHECK (raters_wanted >= 2),
+        created_at TEXT NOT NULL,
+        UNIQUE (run, queue, position)
+    )""",
+    "ALTER TABLE turns ADD COLUMN queue_question_id BIGINT REFERENCES queue_questions (id)",
+    "CREATE INDEX turns_queue_question ON turns (queue_question_id)",
+)
+
 MIGRATIONS: list[Migration] = [
     Migration.same(*_SCHEMA_1),
     Migration(_SCHEMA_2_SQLITE, _SCHEMA_2_POSTGRES),
+    Migration.same(*_SCHEMA_3),
 ]
 """`MIGRATIONS[i]` takes a store from schema version i to i + 1."""
 

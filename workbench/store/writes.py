@@ -90,17 +90,23 @@ class Writes(Connection):
             }
             return self._insert("conversations", row, returning="id")
 
-    def add_turn(self, conversation_id: int, turn_id: str, question: str) -> int:
-        """Add the next turn (the engine's `turn_id`) to a conversation; returns its position, from 0."""
+    def add_turn(self, conversation_id: int, turn_id: str, question: str, queue_question_id: int | None = None) -> int:
+        """Add the next turn (the engine's `turn_id`) to a conversation; returns its position, from 0. A turn that
+        answers a queued question names it (`queue_question_id`): it must be the question's text, asked first in a
+        conversation of the queue's variants, so that every rater judges the same answers to the same prompt."""
         _text("turns.id", turn_id)
         if not isinstance(question, str):
             raise BadInputError(f"turns.question: expected text, got {type(question).__name__}")
         with self._transaction(write=True):
-            found = self._one("SELECT id FROM conversations WHERE id = ?" + self._dialect.lock_row, (conversation_id,))
+            found = self._one(
+                "SELECT id, run, variants FROM conversations WHERE id = ?" + self._dialect.lock_row, (conversation_id,)
+            )
             if found is None:
                 raise BadInputError(
                     f"turns.conversation_id: no conversation {conversation_id!r}; start one with start_conversation"
                 )
+            if queue_question_id is not None:
+                self._check_queued_turn(found, queue_question_id, question)
             if self._one("SELECT id FROM turns WHERE id = ?", (turn_id,)) is not None:
                 raise BadInputError(f"turns.id: turn {turn_id!r} is already stored; each turn needs a fresh id")
             position = self._one("SELECT COUNT(*) AS n FROM turns WHERE conversation_id = ?", (conversation_id,))["n"]
@@ -111,8 +117,65 @@ class Writes(Connection):
                 "question": question,
                 "created_at": _now(),
             }
+            if queue_question_id is not None:
+                if position:
+                    raise BadInputError(
+                        "turns.queue_question_id: a queued question must be a conversation's first turn"
+                    )
+                row["queue_question_id"] = queue_question_id
             self._insert("turns", row)
             return position
+
+    def _check_queued_turn(self, conversation: dict, queue_question_id: int, question: str) -> None:
+        queued = self._one("SELECT * FROM queue_questions WHERE id = ?", (queue_question_id,))
+        if queued is None:
+            raise BadInputError(f"turns.queue_question_id: no queued question {queue_question_id!r}")
+        if queued["run"] != conversation["run"] or sorted(queued["variants"]) != sorted(conversation["variants"]):
+            raise BadInputError(
+                f"turns.queue_question_id: queue {queued['queue']!r} compares {queued['variants']} on run "
+                f"{queued['run']}; this conversation compares {conversation['variants']} on run {conversation['run']}"
+            )
+        if question != queued["question"]:
+            raise BadInputError("turns.question: a queued turn asks the queued question as it was loaded")
+
+    def add_queue(
+        self, run: str, queue: str, questions: list[dict], variants: list[str], raters_wanted: int = 2
+    ) -> int:
+        """Load question set `queue` of run `run`: `questions` ({question, qa_id}) served in this order, each to at
+        least `raters_wanted` raters, with `variants` side by side; returns the number loaded. A queue is loaded
+        once (its questions are what ratings refer to); load changed questions under a new name."""
+        check_name(queue)
+        _variants("queue_questions.variants", variants)
+        if isinstance(raters_wanted, bool) or not isinstance(raters_wanted, int) or raters_wanted < 2:
+            raise BadInputError(
+                f"queue_questions.raters_wanted: {raters_wanted!r}; give 2 or more (agreement needs two raters)"
+            )
+        if not questions:
+            raise BadInputError(f"queue {queue}: no questions to load")
+        rows = []
+        for position, item in enumerate(questions):
+            _text(f"queue_questions[{position}].question", item.get("question"))
+            rows.append(
+                {
+                    "run": run,
+                    "queue": queue,
+                    "position": position,
+                    "question": item["question"],
+                    "qa_id": item.get("qa_id"),
+                    "variants": _json(list(variants)),
+                    "raters_wanted": raters_wanted,
+                    "created_at": _now(),
+                }
+            )
+        with self._transaction(write=True):
+            self._require_run(run, "queue_questions.run")
+            if self._one("SELECT id FROM queue_questions WHERE run = ? AND queue = ?", (run, queue)):
+                raise BadInputError(
+                    f"queue {queue!r} of run {run} is already loaded; its ratings refer to its questions, so load a "
+                    "changed question set under another name"
+                )
+            self._insert_many("queue_questions", rows)
+        return len(rows)
 
     def add_answer(self, answer: dict) -> None:
         """Store one variant's answer to a turn: `workbench.engine.Answer.to_dict()` as is."""

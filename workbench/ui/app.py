@@ -78,7 +78,14 @@ def build_app(
             RatingsTab(arena, mine, arena_tab.rater)
         with gr.Tab("Eval", elem_id="wb-tab-eval", visible=open_to_all) as evals:
             eval_tab = EvalTab(
-                home, name, config, store=arena.store, tab=evals, access=access, current=lambda: arena.name
+                home,
+                name,
+                config,
+                store=arena.store,
+                tab=evals,
+                access=access,
+                current=lambda: arena.name,
+                queue_loader=arena.load_queue,
             )
         with gr.Tab("Report", elem_id="wb-tab-report", visible=open_to_all) as report_tab:
             report = ReportTab(arena, report_tab, access=access)

@@ -102,6 +102,9 @@ class ArenaTab:
             label="Variants to compare (2-4): columns are shown in a random order, named only after your vote",
             elem_id="wb-variants",
         )
+        with gr.Row(visible=False) as self.queue_row:  # shown when an admin loaded a rater queue (Eval tab)
+            self.queue = gr.Dropdown([], label="Rater queue: questions every rater answers the same way", scale=3)
+            self.next_queued = gr.Button("Next queued question", scale=1, elem_id="wb-next-queued")
         with gr.Row(equal_height=True, visible=False) as self.training_row:
             self.training = gr.HTML(css_template=CSS, elem_id="wb-training")
             self.retry = gr.Button("Retry training", visible=False, scale=0, min_width=160, elem_id="wb-retry")
@@ -132,7 +135,7 @@ class ArenaTab:
         # What `on_load` fills: the app wires it with `app.load(tab.on_load, [tab.rater], tab.loaded)`.
         self.loaded = [self.rater, self.variants, self.offered, self.status, self.legend, self.vote]
         self.loaded += [*self.columns, *self.ratings]
-        self.loaded += [self.training_row, self.training, self.retry, self.seen]
+        self.loaded += [self.training_row, self.training, self.retry, self.seen, self.queue_row, self.queue]
         for trigger in (self.ask.click, self.question.submit):
             trigger(self.on_accept, [self.rater], None, queue=False, show_progress="hidden").success(
                 self.on_ask,
@@ -142,6 +145,14 @@ class ArenaTab:
                 concurrency_id="generate",
                 show_progress="hidden",
             )
+        self.next_queued.click(self.on_accept, [self.rater], None, queue=False, show_progress="hidden").success(
+            self.on_next_queued,
+            [self.queue, self.rater],
+            ask_outputs | {self.question, self.variants},
+            concurrency_limit=1,
+            concurrency_id="generate",
+            show_progress="hidden",
+        )
         self.submit.click(
             self.on_submit,
             [self.session, *self.stars, *self.flags, self.vote, self.comment],
@@ -151,7 +162,7 @@ class ArenaTab:
         self.variants.input(self.on_pick, [self.variants, self.session], ask_outputs)
         if job is not None or job_for is not None:
             training = [self.training_row, self.training, self.retry]
-            outputs = {*training, self.variants, self.offered, self.seen} | ask_outputs
+            outputs = {*training, self.variants, self.offered, self.seen, self.queue_row, self.queue} | ask_outputs
             inputs = [self.offered, self.session, self.seen]
             gr.Timer(every_s).tick(self.on_tick, inputs, outputs, show_progress="hidden")
             self.retry.click((access or Access()).admin_only(self.on_retry), None, training)
@@ -182,7 +193,14 @@ class ArenaTab:
         out[self.seen] = version
         out[self.vote] = gr.update(choices=_vote_choices(list(LABELS[: len(chosen)])), value=None)
         out |= {self.status: note, self.legend: gr.update(visible=not self.arena.detector_problem)}
+        out |= self._queues()
         return out | self._training(self.job.status() if self.job else None) | self._shown(len(chosen))
+
+    def _queues(self) -> dict:
+        """The rater queues of the run served, offered when there is one."""
+        names = [q["queue"] for q in self.arena.queues()]
+        value = names[-1] if names else None
+        return {self.queue_row: gr.update(visible=bool(names)), self.queue: gr.update(choices=names, value=value)}
 
     def on_tick(self, offered: list[str] | None, session: ArenaSession | None = None, seen: int | None = None):
         """The training line; once the arena changed since this browser was offered its variants (`seen`: an adapter
@@ -193,6 +211,7 @@ class ArenaTab:
         version = self.arena.version
         if offered is None or (seen is not None and seen == version):
             return out
+        out |= self._queues()
         choices = self.arena.choices()
         if choices != offered:
             out |= {self.variants: gr.update(choices=choices), self.offered: choices}
@@ -260,20 +279,42 @@ class ArenaTab:
             fresh = fresh or session.run != self.arena.name  # the app switched runs: a new conversation on the new one
             if fresh:
                 session = self.arena.session(rater, chosen or [])
-            first = self._cleared(session, len(session.labels))
-            for i, label in enumerate(session.labels):
-                first[self.htmls[i]] = column_html(Column(label), question, session.history(label))
-            first[self.status] = "New conversation. " if fresh else ""
-            yield first
-            index = {label: i for i, label in enumerate(session.labels)}
-            for column in session.ask(question):
-                yield {self.htmls[index[column.label]]: column_html(column, question, session.history(column.label))}
+            yield from self._stream(session, question, "New conversation. " if fresh else "")
         except BadInputError as exc:
             raise gr.Error(str(exc)) from None
         finally:
             self.arena.end_ask(rater)
             release_freed_memory()
         yield {self.status: f"Turn {session.turns} answered. Rate the answers and vote to see which is which."}
+
+    def on_next_queued(self, queue: str | None, stored: str, request: gr.Request):
+        """The rater's next question of the queue, as the first turn of a new conversation with its variants."""
+        rater = rater_id(stored, request)
+        try:
+            if not queue:
+                raise BadInputError("choose a rater queue first")
+            session, item = self.arena.queued_session(rater, queue)
+            shown = {self.question: item.question, self.variants: gr.update(value=list(item.variants))}
+            line = f"Queued question from {queue} (rated by {item.voted} of {item.raters_wanted} raters so far). "
+            for i, update in enumerate(self._stream(session, item.question, line, item.id)):
+                yield update | shown if i == 0 else update
+        except BadInputError as exc:
+            raise gr.Error(str(exc)) from None
+        finally:
+            self.arena.end_ask(rater)
+            release_freed_memory()
+        yield {self.status: "Rate the answers and vote to see which is which; then take the next queued question."}
+
+    def _stream(self, session: ArenaSession, question: str, line: str, queue_question_id: int | None = None):
+        """Empty columns for `session`, then each column as its answer grows."""
+        first = self._cleared(session, len(session.labels))
+        for i, label in enumerate(session.labels):
+            first[self.htmls[i]] = column_html(Column(label), question, session.history(label))
+        first[self.status] = line
+        yield first
+        index = {label: i for i, label in enumerate(session.labels)}
+        for column in session.ask(question, queue_question_id):
+            yield {self.htmls[index[column.label]]: column_html(column, question, session.history(column.label))}
 
     def on_submit(self, session: ArenaSession | None, *values):
         count = len(LABELS)

@@ -23,6 +23,7 @@ import gradio as gr
 import pandas as pd
 
 from workbench.config import Config
+from workbench.data.loaders import BadInputError
 from workbench.eval.job import EvalJob, EvalRequest, EvalRunning, EvalStatus, eval_job
 from workbench.fewshot import training_pairs
 from workbench.report.summary import eval_figures
@@ -164,10 +165,12 @@ class EvalTab:
         every_s: float = 2.0,
         access: Access | None = None,
         current: Callable[[], str | None] | None = None,
+        queue_loader: Callable[..., int] | None = None,
     ):
         from workbench.store import Store
 
         self.home, self.config = home, config
+        self.queue_loader = queue_loader  # `Arena.load_queue` in the app, so open arenas offer a new queue
         self.current = current or (lambda: name)
         self.store = store or Store.open(home=home)
         self.job_for = job_for or (lambda run: eval_job(run, home))
@@ -188,6 +191,19 @@ class EvalTab:
         with gr.Row():
             self.start = gr.Button("Start", variant="primary", interactive=bool(self.name), elem_id="wb-eval-start")
             self.stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="wb-eval-stop")
+        with gr.Accordion("Rater queue: the same questions for several raters, blind", open=False):
+            gr.Markdown(
+                "Queue the split's questions (the form's split, question count and 2-4 variants above) for raters: "
+                "each question is served in the arena to at least this many raters, who then judge the same answers, "
+                "so the report can say how far they agree with each other and with the judges."
+            )
+            with gr.Row():
+                self.queue_name = gr.Textbox(label="Queue name", placeholder="e.g. week1", elem_id="wb-queue-name")
+                self.queue_raters = gr.Number(
+                    2, precision=0, minimum=2, label="Raters per question", elem_id="wb-queue-raters"
+                )
+                self.queue_load = gr.Button("Queue for raters", elem_id="wb-queue-load")
+            self.queues = gr.HTML(css_template=TAB_CSS, elem_id="wb-queues")
         self.message = gr.HTML(css_template=TAB_CSS, elem_id="wb-eval-message")
         self.progress = gr.HTML(css_template=TAB_CSS, elem_id="wb-eval-progress")
         self.table = gr.Dataframe(
@@ -205,9 +221,11 @@ class EvalTab:
         admin = (access or Access()).admin_only
         self.start.click(admin(self.on_start), form, [self.message, *live])
         self.stop.click(admin(self.on_stop), [self.chosen], [self.message, *live])
+        queue_form = [self.variants, self.split, self.limit, self.queue_name, self.queue_raters]
+        self.queue_load.click(admin(self.on_queue), queue_form, [self.message, self.queues])
         self.timer.tick(admin(self.on_refresh, quiet=True), [self.chosen], live, show_progress="hidden")
         self.chosen.input(admin(self.on_choose), [self.chosen], [self.figures])
-        self.opened = [self.variants, self.timer, *live]  # what `on_open` fills, from `[variants, chosen]`
+        self.opened = [self.variants, self.timer, self.queues, *live]  # what `on_open` fills from [variants, chosen]
         if tab is not None:
             tab.select(admin(self.on_open, quiet=True), [self.variants, self.chosen], self.opened)
 
@@ -264,7 +282,60 @@ class EvalTab:
         choices, configured = variant_choices(self.home, self.name, self.config)
         value = [v for v in picked if v in choices] if picked else configured
         opened = {self.variants: gr.CheckboxGroup(choices=choices, value=value), self.timer: gr.Timer(active=True)}
-        return opened | self.on_refresh(chosen)
+        return opened | {self.queues: self.queues_html()} | self.on_refresh(chosen)
+
+    def on_queue(self, variants: list[str], split: str, limit: float | None, queue: str, raters: float | None):
+        """Queue the form's questions for raters under `queue`."""
+        from workbench.rater_queue import load_queue
+
+        try:
+            if not self.name:
+                raise BadInputError(NO_RUN)
+            if not (queue or "").strip():
+                raise BadInputError("name the queue (letters, digits, '-', '_' and '.')")
+            count_limit = int(limit) if limit not in (None, "", 0) else None
+            raters = int(raters or 0)
+            if self.queue_loader is not None:
+                count = self.queue_loader(queue.strip(), split, list(variants or []), raters, count_limit)
+            else:
+                count = load_queue(
+                    self.store,
+                    self.name,
+                    queue.strip(),
+                    split,
+                    list(variants or []),
+                    raters,
+                    count_limit,
+                    self.home,
+                    self.config.chat,
+                )
+        except (BadInputError, ValueError) as exc:
+            return {self.message: f'<p class="wb-failed">Not queued: {esc(exc)}</p>', self.queues: self.queues_html()}
+        line = f"<p>Queued {count} question(s) as <b>{esc(queue.strip())}</b>: raters find it in the Arena tab.</p>"
+        return {self.message: line, self.queues: self.queues_html()}
+
+    def queues_html(self) -> str:
+        """The run's rater queues and how far each is rated."""
+        from workbench.rater_queue import queue_progress
+
+        queues = queue_progress(self.store, self.name) if self.name else []
+        if not queues:
+            return "<p>No rater queue for this run yet.</p>"
+        columns = ["queue", "variants", "questions", "fully rated", "started", "votes"]
+        rows = [
+            [
+                q["queue"],
+                ", ".join(q["variants"]),
+                q["questions"],
+                f"{q['complete']} (by {q['raters_wanted']})",
+                q["started"],
+                q["votes"],
+            ]
+            for q in queues
+        ]
+        header = "".join(f"<th>{esc(c)}</th>" for c in columns)
+        body = "".join("<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+        return f'<table class="wb-table"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
 
     def on_choose(self, chosen: str | None) -> str:
         return self.figures_for(chosen)
