@@ -371,6 +371,7 @@ def test_export_ratings_csv_writes_every_rating_of_the_run(store, tmp_path):
         "conversation_id": "",
         "turn_id": "t1",
         "position": "0",
+        "queue_question_id": "",
         "rater": "ann",
         "answer_id": "t1-ft",
         "variant": "ft",
