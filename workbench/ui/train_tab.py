@@ -238,8 +238,8 @@ class TrainTab:
             self.adapter = gr.Textbox(
                 label="Adapter name",
                 placeholder="default",
-                info="Train into runs/RUN/adapters/NAME/; it answers as ft:NAME (empty: default, or raft for the raft "
-                "recipe, what ft and ft_rag mean)",
+                info="Train into runs/RUN/adapters/NAME/ (empty: the run's default adapter, or raft for the raft "
+                "recipe); the fine-tuned variants can answer with any of the run's adapters",
                 elem_id="wb-train-adapter",
             )
             self.resume = gr.Checkbox(
@@ -270,7 +270,7 @@ class TrainTab:
                         elem_id="wb-sweep-budget",
                     )
                     self.promote = gr.Checkbox(
-                        False, label="Make the best trial what ft means", elem_id="wb-sweep-promote"
+                        False, label="Make the best trial the run's default adapter", elem_id="wb-sweep-promote"
                     )
             self.sweep_start = gr.Button("Start sweep", elem_id="wb-sweep-start")
             self.sweep_table = gr.Dataframe(
