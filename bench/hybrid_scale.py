@@ -1,14 +1,15 @@
 """Hybrid search at scale: the path users run (`Retriever.search`: query embedding, HNSW search, BM25, rank fusion,
-chunk lookup), at 10k and 100k chunks, against dense-only search over the same index in the same run; and the BM25
-half's build, save and load seconds (bm25s, saved with the index).
+chunk lookup), at 10k, 100k and 1M chunks, against dense-only search over the same index in the same run; the
+BM25 half's build, save and load seconds (bm25s, saved with the index); recall@10 of the hybrid ranking against
+the same hybrid search over exact (flat) vectors; and memory: the bytes of the vector index, of BM25's arrays and of
+the chunk texts, and the process's peak resident memory so far.
 
 Chunks are ~160 words of the demo corpus's sentences drawn at random (seeded), so BM25 sees the demo's vocabulary
 and term statistics at scale. Their vectors are synthetic (bench/vector_scale.py's sampler: 384-d, clustered, a
 power-law spectrum), since embedding 100k chunks takes about half an hour on 2 cores; the query is embedded by the
 real embedder, as in the app. Queries are the demo's QA questions, one at a time, with one thread for FAISS (see
-vector_scale.py). Recall of the fused ranking is not measured here: HNSW recall is in `scale`, demo recall/MRR of
-hybrid search in `quality`.
-Usage: python bench/hybrid_scale.py  (bench/retrieval.py records it under "retrieval" as "hybrid_scale")
+vector_scale.py). Demo recall/MRR of hybrid search against the gold documents is in `quality`.
+Usage: python bench/hybrid_scale.py [SIZE ...]  (bench/retrieval.py records it under "retrieval" as "hybrid_scale")
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -69,7 +72,22 @@ def timed(retriever: Retriever, queries: list[str]) -> np.ndarray:
     return np.array(timings) * 1e3
 
 
-def hybrid_scale_figures(sizes: tuple[int, ...] = (10_000, 100_000), seed: int = 0) -> dict:
+def recall_at_10(approximate: Retriever, exact: Retriever, queries: list[str]) -> float:
+    """The share of exact search's 10 best chunks that the approximate search also returns, over the queries."""
+    found = [
+        len({h.chunk.id for h in approximate.search(q, 10)} & {h.chunk.id for h in exact.search(q, 10)}) / 10
+        for q in queries
+    ]
+    return float(np.mean(found))
+
+
+def bm25_bytes(lexical: BM25) -> int:
+    """The bytes of BM25's arrays (the sparse score matrix and the vocabulary's ids)."""
+    arrays = [a for a in lexical.model.scores.values() if isinstance(a, np.ndarray)]
+    return sum(a.nbytes for a in arrays)
+
+
+def hybrid_scale_figures(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), seed: int = 0) -> dict:
     rng, vectors_rng = random.Random(seed), np.random.default_rng(seed)
     sentences = demo_sentences()
     questions = [json.loads(line)["question"] for line in (DEMO / "qa.jsonl").read_text().splitlines()]
@@ -82,7 +100,12 @@ def hybrid_scale_figures(sizes: tuple[int, ...] = (10_000, 100_000), seed: int =
     for size in sizes:
         chunks = synthetic_chunks(size, sentences, rng)
         keys = np.arange(size, dtype=np.int64)
-        index = build_vector_index(_sample(vectors_rng, centres, spectrum, size), keys, IndexConfig(index_type="hnsw"))
+        vectors = _sample(vectors_rng, centres, spectrum, size)
+        started = time.perf_counter()
+        index = build_vector_index(vectors, keys, IndexConfig(index_type="hnsw"))
+        hnsw_build_s = time.perf_counter() - started
+        flat = build_vector_index(vectors, keys, IndexConfig(index_type="flat"))
+        del vectors
         started = time.perf_counter()
         lexical = BM25.build([c.text for c in chunks])
         build_s = time.perf_counter() - started
@@ -103,6 +126,18 @@ def hybrid_scale_figures(sizes: tuple[int, ...] = (10_000, 100_000), seed: int =
             started = time.perf_counter()
             lexical.top(query, 50)
             lexical_only.append((time.perf_counter() - started) * 1e3)
+        recall = recall_at_10(
+            Retriever(chunks, list(keys), index, embedder, settings, lexical),
+            Retriever(chunks, list(keys), flat, embedder, settings, lexical),
+            queries,
+        )
+        memory = {
+            "vector_index_mb": round(faiss.serialize_index(index).nbytes / 2**20, 1),
+            "bm25_mb": round(bm25_bytes(lexical) / 2**20, 1),
+            "chunk_text_mb": round(sum(len(c.text.encode()) for c in chunks) / 2**20, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+        del flat
         figures[str(size)] = {
             "hybrid_p50_ms": round(float(np.percentile(hybrid, 50)), 2),
             "hybrid_p95_ms": round(float(np.percentile(hybrid, 95)), 2),
@@ -114,10 +149,13 @@ def hybrid_scale_figures(sizes: tuple[int, ...] = (10_000, 100_000), seed: int =
             "bm25_build_s": round(build_s, 2),
             "bm25_save_s": round(save_s, 2),
             "bm25_load_s": round(load_s, 2),
+            "hnsw_build_s": round(hnsw_build_s, 1),
+            "hybrid_recall_at_10": round(recall, 4),
+            "memory": memory,
         }
         print(size, figures[str(size)], flush=True)
     return figures
 
 
 if __name__ == "__main__":
-    print(json.dumps(hybrid_scale_figures()))
+    print(json.dumps(hybrid_scale_figures(tuple(int(a) for a in sys.argv[1:]) or (10_000, 100_000, 1_000_000))))
