@@ -80,12 +80,19 @@ CHROMIUM_ARGS = [
 
 
 def json_values(text: str):
-    """Every JSON document in a payload: the whole text, or the `data:` lines of a server-sent event stream."""
-    for candidate in [text, *re.findall(r"^data: ?(.*)$", text, flags=re.MULTILINE)]:
+    """("json", document) for every JSON document in a payload (the whole text, or the `data:` lines of a
+    server-sent event stream), and ("cut", line) for each `data:` line that does not parse (a network chunk may end
+    in the middle of one)."""
+    try:
+        yield "json", json.loads(text)
+        return
+    except ValueError:
+        pass
+    for line in re.findall(r"^data: ?(.*)$", text, flags=re.MULTILINE):
         try:
-            yield json.loads(candidate)
+            yield "json", json.loads(line)
         except ValueError:
-            continue
+            yield "cut", line
 
 
 def name_leaks(text: str, names=VARIANTS) -> list[str]:
@@ -112,8 +119,11 @@ def name_leaks(text: str, names=VARIANTS) -> list[str]:
                 leaks.extend(f"json {path}: {leak}" for leak in markup_leaks(value, names))
 
     documents = list(json_values(text))
-    for document in documents:
-        walk(document, "$", False)
+    for kind, document in documents:
+        if kind == "cut":  # read as text
+            leaks.extend(markup_leaks(document, names))
+        else:
+            walk(document, "$", False)
     if not documents:
         leaks.extend(markup_leaks(text, names))
     return leaks
@@ -139,6 +149,11 @@ def test_the_checker_finds_names_and_spares_the_picker_and_ordinary_words():
     assert name_leaks(json.dumps({"data": ["rag"]}))
     assert name_leaks('data: {"data": ["<div class=\\"wb-head\\">B <span>= base</span></div>"]}')
     assert name_leaks("<td>ft_rag</td>") and name_leaks('<div data-variant="base">')
+    # a network chunk that ends inside an event: its cut line is still read
+    assert name_leaks('data: {"msg": "heartbeat"}\ndata: {"output": {"data": ["<td>ft_rag</td><td>B') == [
+        ">ft_rag<",
+        "ft_rag",
+    ]
 
 
 # -- the app in a thread, the browser -----------------------------------------------------------------------------
