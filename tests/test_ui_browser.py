@@ -88,11 +88,14 @@ def json_values(text: str):
         return
     except ValueError:
         pass
-    for line in re.findall(r"^data: ?(.*)$", text, flags=re.MULTILINE):
-        try:
-            yield "json", json.loads(line)
-        except ValueError:
-            yield "cut", line
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            try:
+                yield "json", json.loads(line.removeprefix("data:"))
+            except ValueError:
+                yield "cut", line
+        elif line.strip() and not re.match(r"(event|id|retry):", line):
+            yield "cut", line  # the rest of a line a previous chunk began
 
 
 def name_leaks(text: str, names=VARIANTS) -> list[str]:
@@ -154,6 +157,8 @@ def test_the_checker_finds_names_and_spares_the_picker_and_ordinary_words():
         ">ft_rag<",
         "ft_rag",
     ]
+    # and the chunk after it, which begins in the middle of that line
+    assert name_leaks('ag</td><td>rag</td>"]}}\ndata: {"msg": "heartbeat"}') == [">rag<", "rag"]
 
 
 # -- the app in a thread, the browser -----------------------------------------------------------------------------
