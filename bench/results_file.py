@@ -22,7 +22,7 @@ def record(section: str, figures: dict, parts: list[str] | None = None) -> None:
     """Write `figures` as `section`; with `parts` (the parts of a script that ran), merge them into the section
     and note when each part was measured, keeping the figures of parts that did not run."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    figures = {"measured_at": now, "machine": f"{platform.machine()}, {_cores()} cores"} | figures
+    figures = {"measured_at": now, "machine": f"{platform.machine()}, {_cores()} cores, {_cpu()}"} | figures
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if parts is not None:
         earlier = results.get(section, {})
@@ -33,6 +33,18 @@ def record(section: str, figures: dict, parts: list[str] | None = None) -> None:
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     tmp.replace(RESULTS)
     print(json.dumps(figures))
+
+
+def _cpu() -> str:
+    """The CPU's model name and whether it has bf16 matrix units: figures differ between CPUs of one machine kind."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), "").split()
+    units = [f for f in ("amx_bf16", "avx512_bf16", "avx512f") if f in flags]
+    return f"{name or 'unknown CPU'} ({', '.join(units) or 'no AVX-512'})"
 
 
 def _cores() -> int:
