@@ -11,7 +11,7 @@ from workbench.data.prepare import prepare
 from workbench.records import Chunk, Example
 from workbench.retrieval.chunking import embedding_text
 from workbench.retrieval.index import Hit, IndexUnusable, Retriever, build_index, retrieval_quality
-from workbench.retrieval.lexical import BM25, reciprocal_rank_fusion
+from workbench.retrieval.lexical import BM25, lexical_tokens, reciprocal_rank_fusion
 from workbench.retrieval.vectors import build_vector_index, search_vectors, vectors_for
 from workbench.workspace import index_paths, read_json, read_jsonl
 
@@ -144,6 +144,40 @@ def test_bm25_prefers_rare_exact_terms_and_rrf_rewards_agreement():
     assert bm25.top("nothing matches", 3) == []
     fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]], k=60)
     assert [item for item, _ in fused] == [1, 3, 2, 4]
+
+
+def test_bm25_from_token_ids_scores_as_bm25s_from_tokens_and_its_top_k_is_a_full_sort_cut():
+    import bm25s
+
+    words = [
+        "hub",
+        "probe",
+        "sensor",
+        "battery",
+        "error",
+        "e-417",
+        "mh-1",
+        "firmware",
+        "pairing",
+        "timeout",
+        "the",
+        "a",
+        "of",
+        "to",
+    ]
+    rng = np.random.default_rng(3)
+    texts = [" ".join(rng.choice(words, size=rng.integers(0, 30))) for _ in range(400)]
+    ours = BM25.build(texts)
+    reference = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    reference.index([lexical_tokens(t) or [""] for t in texts], show_progress=False)
+    for query in ("hub error e-417", "the a of", "firmware", "nothing"):
+        terms = list(dict.fromkeys(lexical_tokens(query)))
+        expected = reference.get_scores(terms) if terms else np.zeros(len(texts))
+        np.testing.assert_allclose(ours.model.get_scores(terms) if terms else expected, expected, rtol=1e-6)
+        rows = np.flatnonzero(expected > 0)
+        full = [(int(r), float(expected[r])) for r in rows[np.lexsort((rows, -expected[rows]))]]
+        for k in (1, 5, 50, 1000):
+            assert [row for row, _ in ours.top(query, k)] == [row for row, _ in full[:k]]
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
