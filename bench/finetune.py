@@ -435,25 +435,27 @@ def main() -> None:
         prepare("demo", [DEMO / "corpus"], DEMO / "qa.jsonl", home=home, config=config, progress=False)
         paths = run_paths("demo", home)
 
+        # each part is recorded when it ends, so a long run stopped part-way keeps the parts it finished
         if "speed" in parts:
-            figures |= speed_figures(config, home, paths, args.speed_steps)
+            record("finetune", figures | speed_figures(config, home, paths, args.speed_steps), parts=["speed"])
         if "speed_long" in parts:  # ours against TRL over a whole default run: where the val losses settle
             long = speed_figures(config, home, paths, args.long_steps or config.finetune.max_steps, naive=False)
-            figures["speed_long"] = long["speed"]
+            record("finetune", figures | {"speed_long": long["speed"]}, parts=["speed_long"])
         if "recipes" in parts:
-            figures |= recipe_figures(config, home, args.recipes.split(","), args.recipe_steps, args.limit)
+            found = recipe_figures(config, home, args.recipes.split(","), args.recipe_steps, args.limit)
+            record("finetune", figures | found, parts=["recipes"])
         raft_steps = config.finetune.max_steps if args.raft_steps is None else args.raft_steps
         if "raft" in parts and raft_steps:
-            figures["raft"] = raft_comparison(config, home, raft_steps, args.limit)
-            print("raft", figures["raft"], flush=True)
+            record(
+                "finetune", figures | {"raft": raft_comparison(config, home, raft_steps, args.limit)}, parts=["raft"]
+            )
         if "replay" in parts:
-            figures["replay"] = replay_figures(config, home, args.replay_share, args.recipe_steps, args.limit)
-            print("replay", figures["replay"], flush=True)
+            found = replay_figures(config, home, args.replay_share, args.recipe_steps, args.limit)
+            record("finetune", figures | {"replay": found}, parts=["replay"])
         if "load" in parts:
-            figures["load"] = load_figures(config, home, args.load_steps)
-            figures["step_under_load_over_idle"] = figures["load"]["step_under_load_over_idle"]
-            print("load", figures["load"], flush=True)
-    record("finetune", figures, parts=sorted(parts))
+            load = load_figures(config, home, args.load_steps)
+            found = {"load": load, "step_under_load_over_idle": load["step_under_load_over_idle"]}
+            record("finetune", figures | found, parts=["load"])
 
 
 if __name__ == "__main__":
