@@ -172,6 +172,10 @@ def trl_sft_run(config, paths, steps: int, packing: bool) -> dict:
             logging_steps=steps,
             use_cpu=not torch.cuda.is_available(),
             disable_tqdm=True,
+            # SFTConfig's own defaults turn both on; our loop trains in float32 without recomputation, so TRL does
+            # the same here: on a CPU without bf16 units, bf16 autocast alone made its steps several times slower.
+            bf16=False,
+            gradient_checkpointing=False,
         )
         clock = _step_clock()
         trainer = SFTTrainer(
