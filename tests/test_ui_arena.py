@@ -5,6 +5,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import gradio as gr
+import pytest
 
 from workbench.config import Config
 from workbench.session import Column, Source
@@ -190,3 +191,60 @@ def test_the_status_says_why_a_variant_cannot_answer_unless_its_adapter_is_train
     tab, _, _ = _tab(failed)
     note = tab.on_load("", None)[tab.status]
     assert "ft cannot answer: no adapter yet" in note and "ft_rag cannot answer" in note
+
+
+class QueuedArena(FakeArena):
+    """A `FakeArena` with one rater queue whose question the session answers in two columns."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked, self.ended = [], []
+
+    def queues(self) -> list[dict]:
+        return [{"queue": "week1"}]
+
+    def begin_ask(self, rater: str) -> None:
+        pass
+
+    def end_ask(self, rater: str) -> None:
+        self.ended.append(rater)
+
+    def queued_session(self, rater: str, queue: str):
+        from workbench.rater_queue import QueuedQuestion, QueueError
+
+        if queue != "week1":
+            raise QueueError(f"no queue {queue!r}")
+        arena = self
+
+        class Session:
+            labels, run, voted, turns = ["A", "B"], "demo", False, 0
+
+            def history(self, label):
+                return []
+
+            def ask(self, question, queue_question_id=None):
+                arena.asked.append((rater, question, queue_question_id))
+                for label in self.labels:
+                    yield Column(label, text=f"answer {label}", done=True)
+
+        return Session(), QueuedQuestion(7, "week1", "Where is <b>it</b>?", ("base", "rag"), 1, 2)
+
+
+def test_next_queued_question_asks_it_in_a_new_conversation_with_the_queues_variants():
+    arena = QueuedArena()
+    with gr.Blocks():
+        tab = ArenaTab(arena, FakeJob(RUNNING))
+    loaded = tab.on_load("", None)
+    assert loaded[tab.queue_row]["visible"] and loaded[tab.queue]["choices"] == ["week1"]
+    updates = list(tab.on_next_queued("week1", "r1", None))
+    first = updates[0]
+    assert first[tab.question] == "Where is <b>it</b>?" and first[tab.variants]["value"] == ["base", "rag"]
+    assert "rated by 1 of 2 raters" in first[tab.status] and first[tab.session].labels == ["A", "B"]
+    assert _visible(first, tab.columns) == [True, True, False, False]
+    assert arena.asked == [("r1", "Where is <b>it</b>?", 7)] and arena.ended == ["r1"]
+    assert "answer B" in updates[-2][tab.htmls[1]] and "vote" in updates[-1][tab.status]
+    with pytest.raises(gr.Error, match="choose a rater queue"):
+        list(tab.on_next_queued(None, "r1", None))
+    with pytest.raises(gr.Error, match="no queue 'x'"):
+        list(tab.on_next_queued("x", "r1", None))
+    assert arena.ended == ["r1", "r1", "r1"]
