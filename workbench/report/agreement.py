@@ -7,6 +7,7 @@ statistic is undefined (too few pairs, a constant side), value None with the rea
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 from scipy import stats
@@ -41,6 +42,23 @@ def spearman(scores: list[float | None], stars: list[float | None]) -> Agreement
             return Agreement(None, n, f"all {side} are equal ({values[0]}); rank correlation is undefined")
     result = stats.spearmanr([p[0] for p in pairs], [p[1] for p in pairs])
     return Agreement(float(result.statistic), n, None, {"p": float(result.pvalue)})
+
+
+def judges_vs_stars(ratings: list[dict], judgements: list[dict]) -> dict[str, dict]:
+    """Per judge (every judge with a score among `judgements`), the Spearman correlation of its scores with the stars
+    of `ratings`: one pair per rating, so with several raters each rater's stars count against the same answer."""
+    judged: dict[str, dict[str, float]] = defaultdict(dict)
+    for j in judgements:
+        if j["score"] is not None:
+            judged[j["judge"]][j["answer_id"]] = j["score"]
+    starred = [r for r in ratings if r["answer_id"] is not None and r["stars"] is not None]
+    return {
+        judge: spearman(
+            [scores[r["answer_id"]] for r in starred if r["answer_id"] in scores],
+            [r["stars"] for r in starred if r["answer_id"] in scores],
+        ).to_dict()
+        for judge, scores in sorted(judged.items())
+    }
 
 
 def cohen_kappa(automatic: list[bool | None], human: list[bool | None]) -> Agreement:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from sklearn.metrics import roc_auc_score
 
 from workbench.judge.claims import aggregate
-from workbench.report.agreement import cohen_kappa, spearman
+from workbench.report.agreement import cohen_kappa, judges_vs_stars
 from workbench.report.quality import table, unanswerable_ids
 from workbench.report.stats import rate_interval
 from workbench.report.summary import WRONG_BELOW
@@ -56,18 +56,7 @@ def hallucination_section(rows) -> dict:
         human = [r for r in rated if r["hallucinated"] is not None]
         kappa = cohen_kappa([r["answer_id"] in flagged for r in human], [r["hallucinated"] for r in human])
         section["trust"]["kappa_vs_raters"] = kappa.to_dict()
-    judged: dict[str, dict[str, float]] = defaultdict(dict)
-    for j in rows.arena_judgements:
-        if j["score"] is not None:
-            judged[j["judge"]][j["answer_id"]] = j["score"]
-    starred = [r for r in rated if r["stars"] is not None]
-    section["trust"]["judges_vs_stars"] = {
-        judge: spearman(
-            [scores[r["answer_id"]] for r in starred if r["answer_id"] in scores],
-            [r["stars"] for r in starred if r["answer_id"] in scores],
-        ).to_dict()
-        for judge, scores in sorted(judged.items())
-    }
+    section["trust"]["judges_vs_stars"] = judges_vs_stars(rows.ratings, rows.arena_judgements)
     section["trust"]["flags_vs_wrong_answers"] = _against_wrong_answers(rows)
     return section
 

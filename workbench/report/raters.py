@@ -16,7 +16,7 @@ import statistics
 from collections import defaultdict
 from itertools import combinations
 
-from workbench.report.agreement import Agreement, krippendorff_alpha, spearman
+from workbench.report.agreement import Agreement, judges_vs_stars, krippendorff_alpha
 
 MIN_RATERS_TO_FLAG = 3
 """With two raters a disagreement cannot say which of them is off."""
@@ -62,19 +62,6 @@ def _vote_agreement(votes: dict, rater: str | None = None) -> dict:
     return {"share": sum(pairs) / len(pairs) if pairs else None, "pairs": len(pairs)}
 
 
-def _with_judges(ratings: list[dict], judgements: list[dict], rater: str) -> dict[str, dict]:
-    """Per judge: Spearman of the rater's stars with the judge's scores on the answers they starred."""
-    stars = {r["answer_id"]: r["stars"] for r in ratings if r["rater"] == rater and r["stars"] is not None}
-    scores = defaultdict(dict)
-    for j in judgements:
-        if j["answer_id"] in stars and j["score"] is not None:
-            scores[j["judge"]][j["answer_id"]] = j["score"]
-    return {
-        judge: spearman(list(by_answer.values()), [stars[a] for a in by_answer]).to_dict()
-        for judge, by_answer in sorted(scores.items())
-    }
-
-
 def _flags(per_rater: dict[str, dict], gap: float) -> dict[str, str]:
     """Raters far below the rest, each with why: alpha with the others below 0, or `gap` below the others' median."""
     measure = {}
@@ -114,7 +101,7 @@ def rater_section(ratings: list[dict], judgements: list[dict], gap: float) -> di
             "stars_alpha": _with_others(stars, rater, "interval").to_dict(),
             "votes_alpha": _with_others(votes, rater, "nominal").to_dict(),
             "vote_agreement": _vote_agreement(votes, rater),
-            "judges": _with_judges(ratings, judgements, rater),
+            "judges": judges_vs_stars([r for r in ratings if r["rater"] == rater], judgements),
         }
     flagged = _flags(per_rater, gap)
     return {

@@ -170,7 +170,8 @@ class EvalTab:
         from workbench.store import Store
 
         self.home, self.config = home, config
-        self.queue_loader = queue_loader  # `Arena.load_queue` in the app, so open arenas offer a new queue
+        # `Arena.load_queue` in the app, so open arenas offer a new queue; else straight into the store
+        self.queue_loader = queue_loader or self._load_queue
         self.current = current or (lambda: name)
         self.store = store or Store.open(home=home)
         self.job_for = job_for or (lambda run: eval_job(run, home))
@@ -286,8 +287,6 @@ class EvalTab:
 
     def on_queue(self, variants: list[str], split: str, limit: float | None, queue: str, raters: float | None):
         """Queue the form's questions for raters under `queue`."""
-        from workbench.rater_queue import load_queue
-
         try:
             if not self.name:
                 raise BadInputError(NO_RUN)
@@ -295,24 +294,16 @@ class EvalTab:
                 raise BadInputError("name the queue (letters, digits, '-', '_' and '.')")
             count_limit = int(limit) if limit not in (None, "", 0) else None
             raters = int(raters or 0)
-            if self.queue_loader is not None:
-                count = self.queue_loader(queue.strip(), split, list(variants or []), raters, count_limit)
-            else:
-                count = load_queue(
-                    self.store,
-                    self.name,
-                    queue.strip(),
-                    split,
-                    list(variants or []),
-                    raters,
-                    count_limit,
-                    self.home,
-                    self.config.chat,
-                )
+            count = self.queue_loader(queue.strip(), split, list(variants or []), raters, count_limit)
         except (BadInputError, ValueError) as exc:
             return {self.message: f'<p class="wb-failed">Not queued: {esc(exc)}</p>', self.queues: self.queues_html()}
         line = f"<p>Queued {count} question(s) as <b>{esc(queue.strip())}</b>: raters find it in the Arena tab.</p>"
         return {self.message: line, self.queues: self.queues_html()}
+
+    def _load_queue(self, queue: str, split: str, variants: list[str], raters: int, limit: int | None) -> int:
+        from workbench.rater_queue import load_queue
+
+        return load_queue(self.store, self.name, queue, split, variants, raters, limit, self.home, self.config.chat)
 
     def queues_html(self) -> str:
         """The run's rater queues and how far each is rated."""
