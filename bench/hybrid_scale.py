@@ -8,7 +8,7 @@ the chunk texts, and the process's peak resident memory so far.
 Chunks are ~160 words of the demo corpus's sentences drawn at random (seeded), so BM25 sees the demo's vocabulary
 and term statistics at scale. Their vectors are synthetic (bench/vector_scale.py's sampler: 384-d, clustered, a
 power-law spectrum), since embedding 100k chunks takes about half an hour on 2 cores; the query is embedded by the
-real embedder, as in the app. Queries are the demo's QA questions, one at a time, with one thread for FAISS (see
+real embedder in the default runtime, as in the app (and by the PyTorch model, for comparison). Queries are the demo's QA questions, one at a time, with one thread for FAISS (see
 vector_scale.py). Demo recall/MRR of hybrid search against the gold documents is in `quality`.
 Usage: python bench/hybrid_scale.py [SIZE ...]  (bench/retrieval.py records it under "retrieval" as "hybrid_scale")
 """
@@ -28,9 +28,10 @@ import faiss
 import numpy as np
 from vector_scale import CENTRES, DIMENSION, SPECTRUM_EXPONENT, _normalised, _sample
 
-from workbench.config import IndexConfig
+from workbench.config import Config, IndexConfig
 from workbench.models import load_embedder
 from workbench.records import Chunk
+from workbench.retrieval.embedding import query_embedder
 from workbench.retrieval.index import Retriever
 from workbench.retrieval.lexical import BM25
 from workbench.retrieval.vectors import build_vector_index
@@ -111,8 +112,10 @@ def hybrid_scale_figures(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), 
     spectrum = (np.arange(DIMENSION) + 1.0) ** -SPECTRUM_EXPONENT
     spectrum /= np.sqrt(np.mean(spectrum**2))
     centres = _normalised(vectors_rng.standard_normal((CENTRES, DIMENSION)) * spectrum)
-    embedder = load_embedder("all-minilm-l6-v2")
-    figures = {}
+    model = Config().model
+    embedder = query_embedder(model.embedder, model.device, model.embedder_runtime)  # what `Retriever.load` uses
+    torch_embedder = load_embedder(model.embedder, model.device)
+    figures: dict = {"query_runtime": type(embedder).__name__}
     for size in sizes:
         chunks = synthetic_chunks(size, sentences, rng)
         keys = np.arange(size, dtype=np.int64)
@@ -137,6 +140,7 @@ def hybrid_scale_figures(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), 
         dense = timed(
             Retriever(chunks, list(keys), index, embedder, settings.model_copy(update={"hybrid": False})), queries
         )
+        torch_queries = timed(Retriever(chunks, list(keys), index, torch_embedder, settings, lexical), queries)
         lexical_only = []
         for query in queries:
             started = time.perf_counter()
@@ -161,6 +165,10 @@ def hybrid_scale_figures(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), 
             "dense_p50_ms": round(float(np.percentile(dense, 50)), 2),
             "dense_p95_ms": round(float(np.percentile(dense, 95)), 2),
             "hybrid_over_dense_p50": round(float(np.percentile(hybrid, 50) / np.percentile(dense, 50)), 2),
+            "hybrid_torch_queries_p50_ms": round(float(np.percentile(torch_queries, 50)), 2),
+            "torch_queries_over_default_p50": round(
+                float(np.percentile(torch_queries, 50) / np.percentile(hybrid, 50)), 2
+            ),
             "bm25_query_p50_ms": round(float(np.percentile(lexical_only, 50)), 2),
             "bm25_query_p95_ms": round(float(np.percentile(lexical_only, 95)), 2),
             "bm25_build_s": round(build_s, 2),

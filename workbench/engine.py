@@ -155,6 +155,7 @@ class Engine:
             config.model.embedder,
             config.model.device,
             config.chat.prompt_examples,
+            config.model.embedder_runtime,
         )
         no_examples = (
             None

@@ -29,8 +29,11 @@ def training_pairs(name: str, home: str | Path | None = None) -> list[Example]:
 class ExamplePicker:
     """Picks the `k` training pairs closest to a question; their questions are embedded once, on first use."""
 
-    def __init__(self, examples: list[Example], embedder_spec: str, device: str = "auto", k: int = 3):
+    def __init__(
+        self, examples: list[Example], embedder_spec: str, device: str = "auto", k: int = 3, runtime: str = "auto"
+    ):
         self.examples, self.embedder_spec, self.device, self.k = examples, embedder_spec, device, k
+        self.runtime = runtime
         self._vectors: np.ndarray | None = None
         self._lock = threading.Lock()  # one embedder, shared by the sessions that build rows at once
 
@@ -42,11 +45,10 @@ class ExamplePicker:
 
     def pick(self, question: str) -> list[Example]:
         """The closest examples, closest first (an example asking exactly `question` is left out)."""
-        from workbench.models import load_embedder
-        from workbench.retrieval.embedding import embed
+        from workbench.retrieval.embedding import embed, query_embedder
 
         with self._lock:
-            model = load_embedder(self.embedder_spec, self.device)
+            model = query_embedder(self.embedder_spec, self.device, self.runtime)
             if self._vectors is None:
                 self._vectors = embed(model, [e.question for e in self.examples])
             query = embed(model, [question])[0]

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from workbench.models import cpu_has_bf16, load_embedder, resolve
+from workbench.models import cpu_has_bf16, load_embedder, pick_device, resolve
+from workbench.retrieval.onnx_embedder import onnx_available, onnx_embedder
 from workbench.workspace import cached_file_sha256
 
 MAX_BULK_WORKERS = 4
@@ -25,6 +26,17 @@ def embed(model, texts: list[str], batch_size: int = 32, progress: bool = False)
     vectors = model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=progress)
     vectors = np.asarray(vectors, dtype=np.float32)  # normalised in float32, whatever precision the model ran in
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def query_embedder(spec: str, device: str = "auto", runtime: str = "auto"):
+    """The embedder for searches and other small embeddings whose latency a user waits on (a query, a few-shot
+    pick): with runtime `auto`, ONNX Runtime on a CPU when it is installed (`onnx_embedder`), else the
+    sentence-transformers model. Its vectors match the model's (cosine >= 0.9999), so an index built by either
+    serves queries from either."""
+    on_cpu = pick_device(device)[0] == "cpu"
+    if runtime == "onnx" or (runtime == "auto" and on_cpu and onnx_available()):
+        return onnx_embedder(spec)
+    return load_embedder(spec, device)
 
 
 def embed_corpus(

@@ -10,10 +10,12 @@ build leaves the previous index as it was and no staging folder behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from workbench.data.loaders import BadInputError
 from workbench.models import load_embedder
 from workbench.records import Chunk, Document, Example, read_split
 from workbench.retrieval.chunking import chunk_document, embedding_text, token_counter
-from workbench.retrieval.embedding import embed, embed_corpus, embedder_identity
+from workbench.retrieval.embedding import embed, embed_corpus, embedder_identity, query_embedder
 from workbench.retrieval.lexical import BM25, reciprocal_rank_fusion
 from workbench.retrieval.resume import PART_CHUNKS, EmbeddingCheckpoint, checkpoint_folder
 from workbench.retrieval.vectors import build_vector_index, configure_search, index_kind, search_vectors, vectors_for
@@ -96,7 +98,7 @@ class Retriever:
             raise IndexUnusable(f"{paths.root}: index and chunks disagree; {_rebuild(name)}")
         configure_search(vectors, config.index)
         chunks = [chunk_from_row(row) for row in rows]
-        embedder = load_embedder(config.model.embedder, config.model.device)
+        embedder = query_embedder(config.model.embedder, config.model.device, config.model.embedder_runtime)
         lexical = None
         if config.index.hybrid and paths.bm25.is_dir():  # indexes built before BM25 was saved build it on load
             try:
@@ -112,15 +114,27 @@ class Retriever:
     def search_many(self, queries: list[str], k: int | None = None) -> list[list[Hit]]:
         k = k or self.settings.top_k
         depth = max(k, 50) if self.lexical else k
+        # BM25 runs on a worker thread while the queries are embedded (both release the GIL for most of their work),
+        # so hybrid search costs about the embedding alone instead of the two in turn
+        lexical = _beside().submit(self._lexical_rows, queries, depth) if self.lexical else None
         scores, keys = search_vectors(self.vectors, embed(self.embedder, queries, self.settings.batch_size), depth)
+        lexical_rows = lexical.result() if lexical else [None] * len(queries)
         results = []
-        for query, row_scores, row_keys in zip(queries, scores, keys):
+        for row_scores, row_keys, lexical_ranking in zip(scores, keys, lexical_rows):
             dense = [(self.by_key[int(key)], float(score)) for key, score in zip(row_keys, row_scores) if key >= 0]
-            if self.lexical:
-                lexical = [row for row, _ in self.lexical.top(query, depth)]
-                dense = reciprocal_rank_fusion([[row for row, _ in dense], lexical], self.settings.rrf_k)
+            if lexical_ranking is not None:
+                dense = reciprocal_rank_fusion([[row for row, _ in dense], lexical_ranking], self.settings.rrf_k)
             results.append([Hit(self.chunks[row], score, rank) for rank, (row, score) in enumerate(dense[:k], 1)])
         return results
+
+    def _lexical_rows(self, queries: list[str], depth: int) -> list[list[int]]:
+        return [[row for row, _ in self.lexical.top(query, depth)] for query in queries]
+
+
+@functools.lru_cache(maxsize=1)
+def _beside() -> ThreadPoolExecutor:
+    """Threads for BM25 beside the query embedding, shared by every retriever (searches of several sessions)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="bm25")
 
 
 def build_index(
