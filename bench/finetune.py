@@ -25,6 +25,8 @@
    `speed_long` repeats the comparison with TRL (not the naive Trainer, which would take the better part of an hour)
    over `--long-steps` (default: the config's `max_steps`), where the val losses settle rather than reflect the
    first few batches' order: `val_loss_over_best_trl` is ours over TRL's lower val loss (<= 1: equal or lower).
+   `order` trains the default run (`--long-steps`) once per `finetune.length_window` (32, the default; 4; 0, plain
+   shuffled batches as TRL's): the val loss after it, tokens/s, and the share of batch tokens that are real.
 5. Load (`load`). The same short training run three times: on an idle machine, beside another CPU-bound job
    (`results_file.NEIGHBOUR_JOB`), and beside it again with torch's default thread count instead of the thread policy
    (`workbench.threads`, the baseline): `step_under_load_over_idle` (goal <= 2.5) and
@@ -33,7 +35,7 @@ In parts 2, 3 and 4 every answer comes from `workbench eval` (`run_eval` on the 
 condition, greedy under the config's chat settings with `--max-new-tokens`), and token F1 is the mean of its
 `token_f1` judge per variant, read from the stored judgements (an `unanswerable` question scores 1 when the
 answer abstains, else 0).
-Usage: python bench/finetune.py [--parts speed,speed_long,recipes,raft,replay,load] [--speed-steps 8] [--long-steps 60]
+Usage: python bench/finetune.py [--parts speed,speed_long,order,recipes,raft,replay,load] [--speed-steps 8] [--long-steps 60]
        [--recipes qa,qa+docs,paraphrase]
        [--recipe-steps N] [--raft-steps 60] [--replay-share 0.2] [--load-steps 6] [--limit N (first N test questions)].
        Parts not run keep their figures from an earlier run (each part records when it was measured).
@@ -65,7 +67,7 @@ from workbench.records import Example, read_split
 from workbench.report.summary import eval_figures
 from workbench.retrieval.index import build_index
 from workbench.store import Store
-from workbench.train_data import encode, recipe_conversations
+from workbench.train_data import encode, length_grouped_batches, recipe_conversations
 from workbench.workspace import run_paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -325,6 +327,36 @@ def speed_figures(
     return {"speed": speed} | figures
 
 
+def order_figures(config, home: Path, steps: int, windows: tuple[int, ...] = (32, 4, 0)) -> dict:
+    """The default run once per length window: val loss, tokens/s, and real tokens over batch tokens (padding)."""
+    figures = {}
+    for window in windows:
+        run_config = config.model_copy(deep=True)
+        run_config.finetune.length_window = window
+        run = ours_run(run_config, home, steps)
+        lengths = train_lengths(run_config, home)
+        padded = real = 0
+        for epoch in range(run_config.finetune.seed, run_config.finetune.seed + 10):
+            for batch in length_grouped_batches(lengths, run_config.finetune.batch_size, epoch, window):
+                real += sum(lengths[i] for i in batch)
+                padded += max(lengths[i] for i in batch) * len(batch)
+        figures[str(window)] = {
+            "val_loss": round(run["val_loss"], 4),
+            "tokens_per_s": round(run["tokens_per_s"], 1),
+            "real_token_share": round(real / padded, 3),
+        }
+        print(window, figures[str(window)], flush=True)
+    return {"steps": steps, "windows": figures}
+
+
+def train_lengths(config, home: Path) -> list[int]:
+    """Token counts of the default recipe's training examples, as the training loop encodes them."""
+    settings = config.finetune
+    _, tokenizer = fresh_causal_lm(config.model.base, "cpu")
+    conversations = recipe_conversations(run_paths("demo", home), "train", settings.recipe)
+    return [len(encode(c, tokenizer, settings.system_prompt, settings.max_length).input_ids) for c in conversations]
+
+
 def recipe_figures(config, home: Path, recipes: list[str], steps: int | None, limit: int | None) -> dict:
     """Each recipe trains its own named adapter (`recipe-qa`, ...), then one eval answers the test split with base,
     prompt and every recipe's adapter side by side (`ft:recipe-qa`, ...)."""
@@ -426,7 +458,7 @@ def main() -> None:
     parser.add_argument("--recipe-steps", type=int, default=None, help="default: the config's max_steps")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--raft-steps", type=int, default=None, help="default: the config's max_steps; 0 skips")
-    parser.add_argument("--parts", default="speed,recipes,raft,replay,load")
+    parser.add_argument("--parts", default="speed,order,recipes,raft,replay,load")
     parser.add_argument("--load-steps", type=int, default=6)
     parser.add_argument("--replay-share", type=float, default=0.2)
     parser.add_argument("--limit", type=int, help="answer only the first N test questions (a quick look)")
@@ -450,6 +482,9 @@ def main() -> None:
             steps = args.long_steps or config.finetune.max_steps
             long = speed_figures(config, home, paths, steps, naive=False, trl_setups=("padded",))
             record("finetune", figures | {"speed_long": long["speed"]}, parts=["speed_long"])
+        if "order" in parts:
+            found = order_figures(config, home, args.long_steps or config.finetune.max_steps)
+            record("finetune", figures | {"order": found}, parts=["order"])
         if "recipes" in parts:
             found = recipe_figures(config, home, args.recipes.split(","), args.recipe_steps, args.limit)
             record("finetune", figures | found, parts=["recipes"])

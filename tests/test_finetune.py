@@ -67,6 +67,15 @@ def test_length_grouped_batches_cover_everything_once_and_group_lengths():
     assert batches == length_grouped_batches(lengths, 8, seed=3) != length_grouped_batches(lengths, 8, seed=4)
     padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
     assert padding < 0.1 * sum(lengths)
+    # smaller windows trade padding for batches whose lengths mix; 0 is a plain shuffle
+    shares = {}
+    for window in (32, 4, 0):
+        batches = length_grouped_batches(lengths, 8, seed=3, window=window)
+        assert sorted(i for batch in batches for i in batch) == list(range(500))
+        padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+        shares[window] = sum(lengths) / padded
+    assert shares[32] > shares[4] > shares[0]
+    assert length_grouped_batches(lengths, 8, seed=3, window=0) == length_grouped_batches(lengths, 8, 3, 0)
 
 
 def test_recipes_expand_only_the_train_split(prepared_home):
@@ -310,9 +319,9 @@ def test_replay_mixes_general_prose_into_training_and_the_probe_measures_on_pros
     seen = {}
     real = finetune_module.length_grouped_batches
 
-    def spy(lengths, batch_size, seed):
+    def spy(lengths, batch_size, seed, window):
         seen.setdefault("lengths", list(lengths))
-        return real(lengths, batch_size, seed)
+        return real(lengths, batch_size, seed, window)
 
     monkeypatch.setattr(finetune_module, "length_grouped_batches", spy)
     config = _config(tiny_llama_folder, replay_share=0.2, max_length=256)

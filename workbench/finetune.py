@@ -307,14 +307,18 @@ def finetune(
     model.train()
     session_start = time.perf_counter() - state["elapsed"]
     try:
-        order = length_grouped_batches(lengths, settings.batch_size, settings.seed + state["epoch"])
+        order = length_grouped_batches(
+            lengths, settings.batch_size, settings.seed + state["epoch"], settings.length_window
+        )
         while state["step"] < total_steps and state["outcome"] is None:
             use_free_cores()
             step_start, step_losses, step_tokens = time.perf_counter(), [], 0
             for _ in range(settings.gradient_accumulation):
                 if state["batch"] >= len(order):
                     state["epoch"], state["batch"] = state["epoch"] + 1, 0
-                    order = length_grouped_batches(lengths, settings.batch_size, settings.seed + state["epoch"])
+                    order = length_grouped_batches(
+                        lengths, settings.batch_size, settings.seed + state["epoch"], settings.length_window
+                    )
                 items = [train[i] for i in order[state["batch"]]]
                 state["batch"] += 1
                 step_tokens += sum(len(item.input_ids) for item in items)

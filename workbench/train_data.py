@@ -85,12 +85,15 @@ def encode(conversation: list[dict], tokenizer, system_prompt: str | None, max_l
     return Encoded(full[:max_length], labels[:max_length])
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Shuffled batches of indices whose lengths are close: sort within shuffled windows of 32 batches."""
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, window: int = 32) -> list[list[int]]:
+    """Shuffled batches of indices whose lengths are close: sorted within shuffled windows of `window` batches
+    (0: shuffled, no grouping)."""
     rng = random.Random(seed)
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    window = batch_size * 32
+    if window == 0:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    window = batch_size * window
     batches = []
     for start in range(0, len(order), window):
         chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
