@@ -32,7 +32,7 @@ class ModelConfig(_Section):
     """Sentence embedder for retrieval and similarity: a packaged short name or a local sentence-transformers folder."""
     embedder_runtime: Literal["auto", "torch", "onnx"] = "auto"
     """What embeds queries: `onnx` is ONNX Runtime on the CPU (the embedder exported once into the cache; a query
-    in a third of PyTorch's time), `torch` the sentence-transformers model; `auto` is onnx on a CPU where
+    2.3x faster than through PyTorch), `torch` the sentence-transformers model; `auto` is onnx on a CPU where
     onnxruntime is installed. Index builds embed with PyTorch either way."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where models run. `auto` picks CUDA with bf16 when a GPU is present, else CPU with fp32."""
