@@ -110,8 +110,8 @@ class FinetuneConfig(_Section):
     """AdamW weight decay on the LoRA weights."""
     length_window: int = Field(32, ge=0)
     """Batches come from windows of this many batches' worth of shuffled examples sorted by length, so a batch holds
-    examples of similar length (less padding, faster steps); 0 shuffles without grouping. On the demo's 60 steps:
-    32 kept 97% of batch tokens real and reached val loss 2.549, 4 kept 85% (2.526), 0 kept 69% (2.472)."""
+    examples of similar length (less padding, faster steps); 0 shuffles without grouping. On the demo's 60 steps
+    (2 CPU cores): 32 reached val loss 2.549 at 148 tokens/s, 4 2.526 at 147, 0 2.472 at 115."""
     epochs: float = Field(3.0, gt=0)
     """Passes over the training examples (the number of steps follows unless `max_steps` is set)."""
     max_steps: int | None = Field(None, ge=1)
