@@ -330,14 +330,15 @@ def speed_figures(
 def order_figures(config, home: Path, steps: int, windows: tuple[int, ...] = (32, 4, 0)) -> dict:
     """The default run once per length window: val loss, tokens/s, and real tokens over batch tokens (padding)."""
     figures = {}
+    lengths = train_lengths(config, home)  # the window orders the examples; their lengths are the same for all
+    settings = config.finetune
     for window in windows:
         run_config = config.model_copy(deep=True)
         run_config.finetune.length_window = window
         run = ours_run(run_config, home, steps)
-        lengths = train_lengths(run_config, home)
         padded = real = 0
-        for epoch in range(run_config.finetune.seed, run_config.finetune.seed + 10):
-            for batch in length_grouped_batches(lengths, run_config.finetune.batch_size, epoch, window):
+        for epoch in range(settings.seed, settings.seed + 10):
+            for batch in length_grouped_batches(lengths, settings.batch_size, epoch, window):
                 real += sum(lengths[i] for i in batch)
                 padded += max(lengths[i] for i in batch) * len(batch)
         figures[str(window)] = {

@@ -8,8 +8,9 @@ the chunk texts, and the process's peak resident memory so far.
 Chunks are ~160 words of the demo corpus's sentences drawn at random (seeded), so BM25 sees the demo's vocabulary
 and term statistics at scale. Their vectors are synthetic (bench/vector_scale.py's sampler: 384-d, clustered, a
 power-law spectrum), since embedding 100k chunks takes about half an hour on 2 cores; the query is embedded by the
-real embedder in the default runtime, as in the app (and by the PyTorch model, for comparison). Queries are the demo's QA questions, one at a time, with one thread for FAISS (see
-vector_scale.py). Demo recall/MRR of hybrid search against the gold documents is in `quality`.
+real embedder in the default runtime, as in the app (and by the PyTorch model, for comparison). Queries are the
+demo's QA questions, one at a time, with one thread for FAISS (see vector_scale.py). Demo recall/MRR of hybrid
+search against the gold documents is in `quality`.
 Usage: python bench/hybrid_scale.py [SIZE ...]  (bench/retrieval.py records it under "retrieval" as "hybrid_scale")
 """
 

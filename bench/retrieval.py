@@ -75,12 +75,11 @@ def main() -> None:
             "full_build_s": round(full_s, 2),
         }
         figures["embedding_over_plain_encode"] = figures["build"]["speedup_vs_plain_encode"]
-        questions = [e.question for e in read_split(run_paths("demo", home).split("test"))]
-        questions += [e.question for e in read_split(run_paths("demo", home).split("train"))]
+        run = run_paths("demo", home)
+        questions = [e.question for split in ("test", "train") for e in read_split(run.split(split))]
         figures["embedding_runtimes"] = runtimes = runtime_figures(questions[:150], texts)
         figures["query_embedding_speedup"] = runtimes["query_embedding_speedup"]
 
-        run = run_paths("demo", home)
         quality = {
             mode: quality_by_split(Retriever.load("demo", Config.model_validate({"index": {"hybrid": on}}), home), run)
             for mode, on in (("dense", False), ("hybrid", True))

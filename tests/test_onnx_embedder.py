@@ -54,7 +54,7 @@ def test_searches_rank_the_same_chunks_with_either_runtime(demo_index):
 
 def test_the_export_is_made_once_per_weights_and_reused(own_cache, monkeypatch):
     first = onnx.onnx_embedder(EMBEDDER)
-    exports = [path for path in own_cache.iterdir()]
+    exports = list(own_cache.iterdir())
     assert [path.name for path in exports] == [first.path.parent.name]  # no staging folder left behind
     onnx.onnx_embedder.cache_clear()  # a new process: the export on disk is found, not made again
 

@@ -93,10 +93,10 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, windo
     rng.shuffle(order)
     if window == 0:
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    window = batch_size * window
+    span = batch_size * window
     batches = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches

@@ -29,6 +29,8 @@ from workbench.models import ModelNotAvailable, cache_root, load_embedder
 OPSET = 17
 EXPORT_FORMAT = 1
 """Part of the cache key: a change to how the graph is exported makes new exports instead of reusing old ones."""
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+"""Tokenizer outputs the graph may take (a model's tokenizer gives some or all of them)."""
 QUERY_THREADS = 1
 """ONNX Runtime threads per call: a query is too small to share between cores, and a spare core is left to the
 chat engine beside it (busy machines turn waiting threads into stalls: see `workbench.threads`)."""
@@ -109,8 +111,8 @@ def _export_key(model) -> str:
 def _export(model, target: Path) -> None:
     """Export into a temporary folder beside `target`, then rename: a crash leaves no half-written export, and two
     processes exporting at once both end with the same complete folder."""
-    names = [name for name in model.tokenizer(["a"], return_tensors="pt") if name in _INPUTS]
     sample = model.tokenizer(["an example query", "two"], padding=True, return_tensors="pt")
+    names = [name for name in sample if name in INPUTS]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
@@ -133,9 +135,6 @@ def _export(model, target: Path) -> None:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class SentenceGraph(torch.nn.Module):
