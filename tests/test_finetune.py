@@ -13,7 +13,15 @@ from workbench.config import Config
 from workbench.data.prepare import prepare
 from workbench.finetune import METRIC_COLUMNS, finetune
 from workbench.models import fresh_causal_lm
-from workbench.train_data import IGNORE, collate, encode, length_grouped_batches, masked_lm_loss, recipe_conversations
+from workbench.train_data import (
+    IGNORE,
+    collate,
+    encode,
+    length_grouped_batches,
+    length_pieces,
+    masked_lm_loss,
+    recipe_conversations,
+)
 from workbench.workspace import read_json, read_metrics, run_paths
 
 
@@ -58,6 +66,79 @@ def test_masked_loss_equals_the_models_own_loss(tiny_llama_folder):
     batch = collate(items, tokenizer.pad_token_id)
     with torch.no_grad():
         assert torch.allclose(masked_lm_loss(model, batch), model(**batch).loss, atol=1e-5)
+
+
+def test_length_pieces_split_a_batch_at_the_least_cost():
+    import itertools
+    import random
+
+    def cost(pieces, lengths, piece_cost):
+        return sum(len(p) * max(lengths[i] for i in p) + piece_cost for p in pieces)
+
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = [rng.randint(20, 300) for _ in range(rng.randint(1, 9))]
+        piece_cost = rng.choice([0, 16, 64, 400])
+        pieces = length_pieces(lengths, piece_cost)
+        assert sorted(i for p in pieces for i in p) == list(range(len(lengths)))
+        flat = [lengths[i] for p in pieces for i in p]
+        assert flat == sorted(lengths)  # pieces run shortest first, each of neighbouring lengths
+        ordered = sorted(lengths)
+        cheapest = min(  # every way to cut the sorted batch into consecutive pieces
+            sum(len(ordered[a:b]) * ordered[b - 1] + piece_cost for a, b in zip((0, *cuts), (*cuts, len(ordered))))
+            for k in range(len(ordered))
+            for cuts in itertools.combinations(range(1, len(ordered)), k)
+        )
+        assert cost(pieces, lengths, piece_cost) == cheapest
+    assert length_pieces([50, 300, 60, 290], 0) == [[0], [2], [3], [1]]
+    assert length_pieces([50, 300, 60, 290], 10_000) == [[0, 2, 3, 1]]
+    assert length_pieces([50, 300, 60, 290]) == [[0, 2], [3, 1]]
+
+
+def test_a_batch_run_in_pieces_has_the_gradient_of_the_whole_batch(tiny_llama_folder):
+    from peft import get_peft_model
+
+    from workbench.finetune import _share_backward, lora_config
+    from workbench.parallel import SOLO
+
+    model, tokenizer = fresh_causal_lm(str(tiny_llama_folder))
+    settings = Config().finetune.model_copy(update={"lora_dropout": 0.0})  # the same function both ways
+    model = get_peft_model(model, lora_config(settings))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero; nonzero so every LoRA weight gets a gradient
+            torch.nn.init.normal_(param, std=0.02)
+    words = ["the", "S2", "costs", "1,240", "euros", "and", "ships", "from", "the", "depot", "in", "ten", "days"]
+    items = [
+        encode(
+            [
+                {"role": "user", "content": " ".join(words[: n % 7 + 2])},
+                {"role": "assistant", "content": " ".join((words * 4)[:n])},
+            ],
+            tokenizer,
+            "Be brief.",
+            512,
+        )
+        for n in (2, 44, 3, 40, 4, 36, 1, 48)
+    ]
+    assert len(length_pieces([len(item.input_ids) for item in items])) > 1
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def gradients(run):
+        model.zero_grad()
+        loss = run()
+        return loss, [p.grad.clone() for p in trainable]
+
+    def whole_batch() -> float:
+        loss = masked_lm_loss(model, collate(items, tokenizer.pad_token_id))
+        loss.backward()
+        return loss.item()
+
+    loss, expected = gradients(whole_batch)
+    pieced_loss, pieced = gradients(lambda: _share_backward(model, items, SOLO, tokenizer.pad_token_id, 1))
+    assert pieced_loss == pytest.approx(loss, rel=1e-5)
+    for got, want in zip(pieced, expected):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
+    assert sum(float(g.norm()) for g in expected) > 0
 
 
 def test_length_grouped_batches_cover_everything_once_and_group_lengths():

@@ -36,6 +36,7 @@ from workbench.train_data import (
     collate,
     encode,
     length_grouped_batches,
+    length_pieces,
     masked_lm_loss,
     raft_conversations,
     recipe_conversations,
@@ -82,11 +83,12 @@ def planned_steps(train_examples: int, settings: FinetuneConfig, max_steps: int 
 
 def perplexity(model, items: list[Encoded], batch_size: int, pad_id: int, group: Group = SOLO) -> tuple[float, float]:
     """(mean loss per labelled token, perplexity) over encoded items, in eval mode without gradients; a group of
-    processes splits the items and adds up the sums."""
+    processes splits the items and adds up the sums. Batches hold items of similar length (the sums don't depend
+    on the order), so little goes to padding."""
     was_training = model.training
     model.eval()
     total_loss, total_tokens = 0.0, 0
-    items = group.share(items)
+    items = sorted(group.share(items), key=lambda item: len(item.input_ids))
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
             batch = {k: v.to(model.device) for k, v in collate(items[start : start + batch_size], pad_id).items()}
@@ -412,17 +414,20 @@ def finetune(
 
 
 def _share_backward(model, items: list[Encoded], group: Group, pad_id: int, accumulation: int) -> float:
-    """Backward pass on this process's share of a batch, its loss weighted by its share of the batch's answer
-    tokens (summed over processes, the weighted losses are the batch's mean loss); returns the weighted loss."""
+    """Backward passes on this process's share of a batch, in pieces of similar length (`length_pieces`), each
+    piece's loss weighted by its share of the batch's answer tokens (summed over pieces and processes, the weighted
+    losses are the batch's mean loss); returns this process's weighted loss."""
     batch_tokens = sum(_labelled(item) for item in items)
     mine = group.share(items)
-    if not mine:
-        return 0.0
-    weight = sum(_labelled(item) for item in mine) / batch_tokens
-    batch = {k: v.to(model.device) for k, v in collate(mine, pad_id).items()}
-    loss = masked_lm_loss(model, batch) * weight
-    (loss / accumulation).backward()
-    return loss.item()
+    total = 0.0
+    for piece in length_pieces([len(item.input_ids) for item in mine]):
+        chosen = [mine[i] for i in piece]
+        weight = sum(_labelled(item) for item in chosen) / batch_tokens
+        batch = {k: v.to(model.device) for k, v in collate(chosen, pad_id).items()}
+        loss = masked_lm_loss(model, batch) * weight
+        (loss / accumulation).backward()
+        total += loss.item()
+    return total
 
 
 def _labelled(item: Encoded) -> int:

@@ -1,7 +1,8 @@
 """Training data for fine-tuning: recipes over a prepared run, tokenisation with loss masks, length-grouped batches.
 
 Loss is computed on assistant tokens only: every prompt token (system, user, template markup) is labelled -100.
-Batches group examples of similar length, so little compute goes to padding without packing across examples.
+Batches group examples of similar length (or not: `finetune.length_window`), and each batch runs as pieces of
+similar length, so little compute goes to padding without packing across examples or changing the gradient.
 """
 
 from __future__ import annotations
@@ -100,6 +101,29 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, windo
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+# A forward and backward pass costs about as much as this many padded tokens on top of its tokens: measured on the
+# demo's examples with SmolLM2-135M on 2 CPU cores (a batch of 8 as 1, 2, 4 and 8 pieces: 93, 116, 112, 86 tokens/s).
+PIECE_COST_TOKENS = 64
+
+
+def length_pieces(lengths: list[int], piece_cost: int = PIECE_COST_TOKENS) -> list[list[int]]:
+    """Indices of one batch split into pieces of similar length that cost the least to run: padded tokens plus
+    `piece_cost` per piece. The pieces' losses, weighted by their answer tokens, add up to the batch's loss, so the
+    gradient is the batch's; only the padding goes."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    best, cut = [0.0] + [float("inf")] * len(order), [0] * (len(order) + 1)  # best[j]: cost of order[:j]
+    for end in range(1, len(order) + 1):
+        for start in range(end):
+            cost = best[start] + (end - start) * lengths[order[end - 1]] + piece_cost
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    pieces, end = [], len(order)
+    while end:
+        pieces.append(order[cut[end] : end])
+        end = cut[end]
+    return pieces[::-1]
 
 
 def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
