@@ -118,7 +118,7 @@ class FinetuneConfig(_Section):
     max_steps: int | None = Field(None, ge=1)
     """Stop after this many optimizer steps (overrides `epochs`)."""
     batch_size: int = Field(8, ge=1)
-    """Examples per micro-batch; batches group examples of similar length so little compute goes to padding."""
+    """Examples per micro-batch (run in pieces of similar length, so little compute goes to padding)."""
     gradient_accumulation: int = Field(1, ge=1)
     """Micro-batches per optimizer step."""
     max_length: int = Field(384, ge=16)
