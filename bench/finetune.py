@@ -1,13 +1,14 @@
 """Fine-tuning figures on the demo: training speed against HF Trainer and TRL, and answer quality per recipe.
 
 1. Speed. The same train examples (default recipe), the same batch size, steps and learning rate, trained
-   on the packaged model: with `workbench finetune` (shuffled batches run in pieces of similar length, loss on the answer only, vocabulary
-   projection on labelled positions only) and with a naive `transformers.Trainer` (every example padded to
-   `max_length`, loss on every token), and, when `trl` is installed, with TRL's `SFTTrainer` set up as a user would
-   today (LoRA, prompt-completion rows so the loss is on the answer only; batches padded to their longest example,
-   and packed padding-free batches). `tokens_per_s` counts real (non-padding) tokens per second of the training
-   steps alone (model loading and data preparation left out on every side), so the rates measure useful work;
-   `speed.speedup_vs_trl` is ours over TRL's faster setup. Every val loss is the mean answer-token loss on the val split.
+   on the packaged model: with `workbench finetune` (shuffled batches run in pieces of similar length, loss on the
+   answer only, vocabulary projection on labelled positions only) and with a naive `transformers.Trainer` (every
+   example padded to `max_length`, loss on every token), and, when `trl` is installed, with TRL's `SFTTrainer` set
+   up as a user would today (LoRA, prompt-completion rows so the loss is on the answer only; batches padded to their
+   longest example, and packed padding-free batches). `tokens_per_s` counts real (non-padding) tokens per second of
+   the training steps alone (model loading and data preparation left out on every side), so the rates measure
+   useful work; `speed.speedup_vs_trl` is ours over TRL's faster setup. Every val loss is the mean answer-token
+   loss on the val split.
 2. Quality. For each recipe, the demo's default settings with only the recipe changed, trained into its own
    named adapter (`recipe-qa`, `recipe-qa-docs`, `recipe-paraphrase`: nothing overwritten); then one eval of the
    test split answers with `base`, `prompt` (the prompt-engineering baseline) and every recipe's adapter side by
@@ -36,9 +37,9 @@ In parts 2, 3 and 4 every answer comes from `workbench eval` (`run_eval` on the 
 condition, greedy under the config's chat settings with `--max-new-tokens`), and token F1 is the mean of its
 `token_f1` judge per variant, read from the stored judgements (an `unanswerable` question scores 1 when the
 answer abstains, else 0).
-Usage: python bench/finetune.py [--parts speed,speed_long,order,recipes,raft,replay,load] [--speed-steps 8] [--long-steps 60]
-       [--recipes qa,qa+docs,paraphrase]
-       [--recipe-steps N] [--raft-steps 60] [--replay-share 0.2] [--load-steps 6] [--limit N (first N test questions)].
+Usage: python bench/finetune.py [--parts speed,speed_long,order,recipes,raft,replay,load] [--speed-steps 8]
+       [--long-steps 60] [--long-seeds 3] [--recipes qa,qa+docs,paraphrase] [--recipe-steps N] [--raft-steps 60]
+       [--replay-share 0.2] [--load-steps 6] [--limit N (first N test questions)].
        Parts not run keep their figures from an earlier run (each part records when it was measured).
 """
 
