@@ -112,7 +112,8 @@ class FinetuneConfig(_Section):
     """0 (default) shuffles examples into batches, as most trainers do; N > 0 builds batches from windows of N
     batches' worth of shuffled examples sorted by length, so a batch holds examples of similar length. Every batch
     runs in pieces of similar length anyway (little padding either way), so windows gain little speed and cost val
-    loss. On the demo's 60 steps (2 CPU cores): 0 reached val loss 2.475 at 136 tokens/s, 32 2.548 at 143."""
+    loss. On the demo's 60 steps (2 CPU cores, two runs): 0 reached val loss 2.475 at 117-136 tokens/s, 32 2.548 at
+    135-143."""
     epochs: float = Field(3.0, gt=0)
     """Passes over the training examples (the number of steps follows unless `max_steps` is set)."""
     max_steps: int | None = Field(None, ge=1)

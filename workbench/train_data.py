@@ -1,4 +1,4 @@
-"""Training data for fine-tuning: recipes over a prepared run, tokenisation with loss masks, length-grouped batches.
+"""Training data for fine-tuning: recipes over a prepared run, tokenisation with loss masks, batches and their pieces.
 
 Loss is computed on assistant tokens only: every prompt token (system, user, template markup) is labelled -100.
 Batches group examples of similar length (or not: `finetune.length_window`), and each batch runs as pieces of
