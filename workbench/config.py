@@ -111,7 +111,7 @@ class FinetuneConfig(_Section):
     length_window: int = Field(0, ge=0)
     """0 (default) shuffles examples into batches, as most trainers do; N > 0 builds batches from windows of N
     batches' worth of shuffled examples sorted by length, so a batch holds examples of similar length. Every batch
-    runs in pieces of similar length anyway (little padding either way), so windows gain little speed and cost val
+    runs in pieces of similar length anyway (little padding either way), so windows gain 5-15% speed and cost 3% val
     loss. On the demo's 60 steps (2 CPU cores, two runs): 0 reached val loss 2.475 at 117-136 tokens/s, 32 2.548 at
     135-143."""
     epochs: float = Field(3.0, gt=0)

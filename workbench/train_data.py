@@ -1,8 +1,8 @@
 """Training data for fine-tuning: recipes over a prepared run, tokenisation with loss masks, batches and their pieces.
 
 Loss is computed on assistant tokens only: every prompt token (system, user, template markup) is labelled -100.
-Batches group examples of similar length (or not: `finetune.length_window`), and each batch runs as pieces of
-similar length, so little compute goes to padding without packing across examples or changing the gradient.
+Batches are shuffled (or grouped by length: `finetune.length_window`), and each batch runs as pieces of similar
+length, so little compute goes to padding without packing across examples or changing the gradient.
 """
 
 from __future__ import annotations
